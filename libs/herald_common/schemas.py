@@ -1,0 +1,291 @@
+"""Shared data shapes: what tenants send (validated by the gateway), what Redis stores, and what travels
+on Kafka between services. pydantic validates every boundary; orjson carries the bytes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from herald_common.settings import Channel, Lane
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")]
+ShortText = Annotated[str, StringConstraints(max_length=1000)]
+Category = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,63}$")]
+_TZ = frozenset(available_timezones())
+_LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _e164(value: str) -> str:
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("must be an E.164 phone number such as +447700900123") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_e164)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- contacts ----------------------------------------------------------------------------------------
+class PushToken(Strict):
+    token: Annotated[str, StringConstraints(min_length=8, max_length=4096)]
+    platform: Literal["android", "ios", "web"]
+
+
+class Preferences(Strict):
+    channels: dict[Channel, bool] = Field(default_factory=dict, description="false opts out of a channel")
+    categories: dict[Category, bool] = Field(default_factory=dict, description="false opts out of a category")
+
+
+class ContactIn(Strict):
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    push_tokens: list[PushToken] = Field(default_factory=list, max_length=20)
+    locale: Annotated[str, StringConstraints(max_length=35)] | None = None
+    timezone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    preferences: Preferences = Field(default_factory=Preferences)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str | None) -> str | None:
+        if v is not None and not _LOCALE.match(v):
+            raise ValueError("must be a BCP 47 tag such as en or fr-CA")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is not None and v not in _TZ:
+            raise ValueError("must be an IANA time zone such as Europe/London")
+        return v
+
+
+class Contact(ContactIn):
+    id: Identifier
+    updated_at: datetime | None = None
+
+
+class ContactBatchItem(ContactIn):
+    id: Identifier
+
+
+class ContactBatch(Strict):
+    contacts: list[ContactBatchItem] = Field(min_length=1, max_length=1000)
+
+
+# --- templates / content -----------------------------------------------------------------------------
+class EmailContent(Strict):
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=998)]
+    html: Annotated[str, StringConstraints(max_length=512_000)] | None = None
+    text: Annotated[str, StringConstraints(max_length=512_000)] | None = None
+
+    @model_validator(mode="after")
+    def _body(self) -> EmailContent:
+        if not self.html and not self.text:
+            raise ValueError("an email needs html or text")
+        return self
+
+
+class SmsContent(Strict):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=1600)]
+
+
+class PushContent(Strict):
+    title: Annotated[str, StringConstraints(max_length=250)] | None = None
+    body: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class ChannelContent(Strict):
+    email: EmailContent | None = None
+    sms: SmsContent | None = None
+    push: PushContent | None = None
+
+    def channels(self) -> list[Channel]:
+        out: list[Channel] = []
+        if self.email:
+            out.append("email")
+        if self.sms:
+            out.append("sms")
+        if self.push:
+            out.append("push")
+        return out
+
+    @model_validator(mode="after")
+    def _some(self) -> ChannelContent:
+        if not self.channels():
+            raise ValueError("give content for at least one of email, sms, push")
+        return self
+
+
+class TemplateIn(ChannelContent):
+    category: Category = "transactional"
+    locales: dict[Annotated[str, StringConstraints(pattern=_LOCALE.pattern)], ChannelContent] = Field(
+        default_factory=dict,
+        description="per-locale variants; a contact's locale picks one, else the default",
+    )
+
+
+class Template(TemplateIn):
+    id: Identifier
+    version: int = 1
+    updated_at: datetime | None = None
+
+    def content_for(self, locale: str | None) -> ChannelContent:
+        if locale:
+            for candidate in (locale, locale.split("-")[0]):
+                if candidate in self.locales:
+                    return self.locales[candidate]
+        return self
+
+
+class PreviewIn(Strict):
+    contact: ContactIn | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    locale: str | None = None
+
+
+# --- notifications -----------------------------------------------------------------------------------
+class Recipient(Strict):
+    contact_id: Identifier | None = None
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    push_token: Annotated[str, StringConstraints(min_length=8, max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Recipient:
+        if not (self.contact_id or self.email or self.phone or self.push_token):
+            raise ValueError("give a contact_id or at least one of email, phone, push_token")
+        return self
+
+
+class NotificationIn(Strict):
+    to: Recipient
+    template_id: Identifier | None = None
+    content: ChannelContent | None = None
+    channels: list[Channel] | None = Field(None, min_length=1, max_length=3)
+    data: dict[str, Any] = Field(default_factory=dict)
+    category: Category | None = None
+    lane: Lane | None = Field(None, description="defaults to bulk for marketing, else transactional")
+    locale: str | None = None
+    expires_at: datetime | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> NotificationIn:
+        if (self.template_id is None) == (self.content is None):
+            raise ValueError("give exactly one of template_id or content")
+        if self.expires_at is not None and self.expires_at.tzinfo is None:
+            raise ValueError("expires_at needs a time zone offset")
+        return self
+
+
+class NotificationBatch(Strict):
+    notifications: list[NotificationIn] = Field(min_length=1, max_length=1000)
+
+
+# --- tenants -----------------------------------------------------------------------------------------
+class TenantIn(Strict):
+    id: Identifier | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    email_from: EmailStr | None = None
+    email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
+    fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class Tenant(TenantIn):
+    id: Identifier
+    created_at: datetime
+
+
+class ApiKeyIn(Strict):
+    name: Annotated[str, StringConstraints(max_length=200)] = "default"
+
+
+# --- on the wire between services ----------------------------------------------------------------------
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class NotificationRequest(Wire):
+    """``<prefix>.requests.<lane>``: an accepted notification, keyed by tenant and recipient."""
+
+    id: str
+    tenant_id: str
+    lane: Lane
+    accepted_at: float
+    to: Recipient
+    template_id: str | None = None
+    content: ChannelContent | None = None
+    channels: list[Channel] | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    category: str | None = None
+    locale: str | None = None
+    expires_at: float | None = None
+
+
+class Delivery(Wire):
+    """``<prefix>.deliveries.<channel>.<lane>``: one rendered message to one address."""
+
+    delivery_id: str
+    notification_id: str
+    tenant_id: str
+    channel: Channel
+    lane: Lane
+    to: str
+    content: dict[str, Any]
+    accepted_at: float
+    expires_at: float | None = None
+    attempt: int = 1
+
+
+Status = Literal[
+    "accepted",
+    "scheduled",
+    "queued",
+    "suppressed",
+    "sending",
+    "sent",
+    "delivered",
+    "bounced",
+    "failed",
+    "expired",
+    "cancelled",
+]
+
+
+class StatusEvent(Wire):
+    """``<prefix>.status``: something happened to a notification (channel None) or one channel of it."""
+
+    tenant_id: str
+    notification_id: str
+    status: Status
+    at: float
+    channel: Channel | None = None
+    delivery_id: str | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    attempts: int | None = None
+    reason: str | None = None

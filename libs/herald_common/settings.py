@@ -1,0 +1,76 @@
+"""Typed settings, one object per service, read once at start from ``HERALD_*`` variables.
+
+Entry points build their settings with :func:`load`; nothing deeper reads ``os.environ``.
+A bad value stops the process at start with one line per offending variable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Lane = Literal["transactional", "bulk"]
+Channel = Literal["email", "sms", "push"]
+LANES: tuple[Lane, ...] = ("transactional", "bulk")
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "push")
+
+
+class SettingsError(SystemExit):
+    """Raised (as a clean exit with status 2) when the environment holds an invalid setting."""
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
+    kafka_topic_prefix: str = Field("herald", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    kafka_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, le=60_000)
+    redis_url: str = Field("redis://127.0.0.1:6379/0")
+    redis_prefix: str = Field("herald", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(9090, ge=0, le=65535)
+    drain_timeout_s: float = Field(20.0, gt=0, le=600)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, v: str) -> str:
+        for part in v.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{part!r} is not host:port")
+        return v
+
+
+class ConsumerSettings(CommonSettings):
+    consumer_concurrency: int = Field(64, ge=1, le=10_000, description="messages processed at once")
+    consumer_max_batch: int = Field(500, ge=1, le=100_000, description="records fetched per poll")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], **overrides: object) -> S:
+    """Build settings from the environment (plus explicit overrides) or exit with a clear message."""
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "HERALD_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}: {err['msg']}")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+__all__ = ["CHANNELS", "LANES", "Channel", "CommonSettings", "ConsumerSettings", "Lane", "SecretStr", "load"]

@@ -1,0 +1,112 @@
+"""Tenant data in Redis: tenants, API keys (hashed), contacts, templates and suppressions.
+
+The gateway writes; the router reads. Values are JSON documents validated on the way in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from herald_common.redisio import Keys
+from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn
+
+
+def hash_api_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    # tenants ------------------------------------------------------------------------------------------
+    async def create_tenant(self, data: TenantIn) -> Tenant | None:
+        tenant = Tenant(
+            **{**data.model_dump(), "id": data.id or f"t_{secrets.token_hex(8)}"}, created_at=now()
+        )
+        created = await self.redis.set(self.keys.tenant(tenant.id), tenant.model_dump_json(), nx=True)
+        return tenant if created else None
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        raw = await self.redis.get(self.keys.tenant(tenant_id))
+        return Tenant.model_validate_json(raw) if raw else None
+
+    async def issue_api_key(self, tenant_id: str, name: str) -> tuple[str, str]:
+        key_id = f"k_{secrets.token_hex(6)}"
+        api_key = f"hk_{key_id[2:]}_{secrets.token_urlsafe(32)}"
+        digest = hash_api_key(api_key)
+        record = orjson.dumps(
+            {"tenant_id": tenant_id, "key_id": key_id, "name": name, "created_at": now().isoformat()}
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.api_key(digest), record)
+            pipe.hset(self.keys.tenant_keys(tenant_id), key_id, digest)
+            await pipe.execute()
+        return key_id, api_key
+
+    async def revoke_api_key(self, tenant_id: str, key_id: str) -> bool:
+        digest = await self.redis.hget(self.keys.tenant_keys(tenant_id), key_id)
+        if digest is None:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.api_key(digest.decode()))
+            pipe.hdel(self.keys.tenant_keys(tenant_id), key_id)
+            await pipe.execute()
+        return True
+
+    async def resolve_api_key(self, api_key: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(self.keys.api_key(hash_api_key(api_key)))
+        return orjson.loads(raw) if raw else None
+
+    # contacts -----------------------------------------------------------------------------------------
+    async def put_contact(self, tenant_id: str, contact_id: str, data: ContactIn) -> Contact:
+        contact = Contact(**data.model_dump(), id=contact_id, updated_at=now())
+        await self.redis.set(self.keys.contact(tenant_id, contact_id), contact.model_dump_json())
+        return contact
+
+    async def put_contacts(self, tenant_id: str, contacts: list[Contact]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in contacts:
+                pipe.set(self.keys.contact(tenant_id, c.id), c.model_dump_json())
+            await pipe.execute()
+
+    async def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
+        raw = await self.redis.get(self.keys.contact(tenant_id, contact_id))
+        return Contact.model_validate_json(raw) if raw else None
+
+    async def delete_contact(self, tenant_id: str, contact_id: str) -> bool:
+        return bool(await self.redis.delete(self.keys.contact(tenant_id, contact_id)))
+
+    # templates ----------------------------------------------------------------------------------------
+    async def put_template(self, tenant_id: str, template_id: str, data: TemplateIn) -> Template:
+        key = self.keys.template(tenant_id, template_id)
+        previous = await self.redis.get(key)
+        version = Template.model_validate_json(previous).version + 1 if previous else 1
+        template = Template(**data.model_dump(), id=template_id, version=version, updated_at=now())
+        await self.redis.set(key, template.model_dump_json())
+        return template
+
+    async def get_template(self, tenant_id: str, template_id: str) -> Template | None:
+        raw = await self.redis.get(self.keys.template(tenant_id, template_id))
+        return Template.model_validate_json(raw) if raw else None
+
+    async def delete_template(self, tenant_id: str, template_id: str) -> bool:
+        return bool(await self.redis.delete(self.keys.template(tenant_id, template_id)))
+
+    # suppressions -------------------------------------------------------------------------------------
+    async def is_suppressed(self, tenant_id: str, address: str) -> bool:
+        return bool(await self.redis.sismember(self.keys.suppressions(tenant_id), address.lower()))
+
+    async def suppress(self, tenant_id: str, address: str) -> None:
+        await self.redis.sadd(self.keys.suppressions(tenant_id), address.lower())

@@ -1,0 +1,37 @@
+"""Topic names, derived from one prefix so a test (or a second installation) can live beside another."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from herald_common.settings import CHANNELS, LANES
+
+DEFAULT_PARTITIONS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = "herald"
+
+    def requests(self, lane: str) -> str:
+        return f"{self.prefix}.requests.{lane}"
+
+    def deliveries(self, channel: str, lane: str) -> str:
+        return f"{self.prefix}.deliveries.{channel}.{lane}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}.status"
+
+    def dead_letters(self, service: str) -> str:
+        return f"{self.prefix}.deadletter.{service}"
+
+    def group(self, *parts: str) -> str:
+        return ".".join((self.prefix, *parts))
+
+    def all(self) -> list[str]:
+        names = [self.requests(lane) for lane in LANES]
+        names += [self.deliveries(ch, lane) for ch in CHANNELS for lane in LANES]
+        names += [self.status]
+        names += [self.dead_letters(s) for s in ("router", "sender", "tracker")]
+        return names

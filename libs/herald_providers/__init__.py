@@ -1,0 +1,1 @@
+"""Provider adapters: each speaks one real provider's wire protocol."""

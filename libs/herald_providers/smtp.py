@@ -1,0 +1,117 @@
+"""Email over SMTP with a small pool of persistent connections (aiosmtplib), STARTTLS and auth when
+configured. Classification: 5xx replies are permanent (a 5xx on RCPT marks the address invalid), 4xx
+replies, timeouts and connection failures are transient."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+
+import aiosmtplib
+
+from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    use_tls: bool = False
+    pool_size: int = 8
+    timeout_s: float = 15.0
+    default_from: str = "no-reply@herald.local"
+    default_from_name: str | None = "Herald"
+    message_id_domain: str = "herald.local"
+
+
+def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> EmailMessage:
+    content = msg.content
+    email = EmailMessage()
+    sender = content.get("from") or cfg.default_from
+    name = content.get("from_name") or cfg.default_from_name
+    email["From"] = formataddr((name, sender)) if name else sender
+    email["To"] = str(Address(addr_spec=msg.to))
+    email["Subject"] = content.get("subject", "")
+    email["Message-ID"] = make_msgid(idstring=msg.delivery_id, domain=cfg.message_id_domain)
+    email["X-Herald-Delivery-Id"] = msg.delivery_id
+    text, html = content.get("text"), content.get("html")
+    email.set_content(text or "This message is best viewed in an HTML-capable mail client.")
+    if html:
+        email.add_alternative(html, subtype="html")
+    return email
+
+
+class SmtpProvider:
+    name = "smtp"
+    channel = "email"
+
+    def __init__(self, cfg: SmtpConfig) -> None:
+        self.cfg = cfg
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(cfg.pool_size)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            conn = self._idle.get_nowait()
+            with contextlib.suppress(Exception):
+                await conn.quit()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        conn = aiosmtplib.SMTP(
+            hostname=self.cfg.host,
+            port=self.cfg.port,
+            timeout=self.cfg.timeout_s,
+            use_tls=self.cfg.use_tls,
+            start_tls=self.cfg.starttls,
+        )
+        await conn.connect()
+        if self.cfg.username:
+            await conn.login(self.cfg.username, self.cfg.password or "")
+        return conn
+
+    async def send(self, msg: OutboundMessage) -> SendResult:
+        email = build_message(msg, self.cfg)
+        async with self._slots:
+            conn = self._idle.get_nowait() if not self._idle.empty() else None
+            try:
+                if conn is None or not conn.is_connected:
+                    conn = await self._connect()
+                await conn.send_message(email)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                conn = self._discard(conn, keep=True)
+                code = exc.recipients[0].code if exc.recipients else 550
+                raise self._classify(code, str(exc), recipient=True) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                conn = self._discard(conn, keep=exc.code < 500 and exc.code != 421)
+                raise self._classify(exc.code, exc.message, recipient=False) from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                conn = self._discard(conn, keep=False)
+                raise TransientError(
+                    f"smtp connection problem: {type(exc).__name__}: {exc}", provider=self.name
+                ) from exc
+            finally:
+                if conn is not None:
+                    self._idle.put_nowait(conn)
+        return SendResult(provider=self.name, provider_message_id=email["Message-ID"].strip("<>"))
+
+    def _discard(self, conn: aiosmtplib.SMTP | None, keep: bool) -> aiosmtplib.SMTP | None:
+        if conn is None or (keep and conn.is_connected):
+            return conn
+        conn.close()
+        return None
+
+    def _classify(self, code: int, text: str, recipient: bool) -> TransientError | PermanentError:
+        reason = f"smtp {code}: {text}"[:300]
+        if code >= 500:
+            return PermanentError(reason, code=str(code), provider=self.name, invalid_recipient=recipient)
+        return TransientError(reason, code=str(code), provider=self.name)

@@ -1,0 +1,102 @@
+"""The one command line: ``herald <service> [options]``. Each service is imported only when chosen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from herald_common.settings import CHANNELS, LANES, load
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def cmd_gateway(args: argparse.Namespace) -> None:
+    from herald_common.service import run_service
+    from herald_gateway.main import serve
+    from herald_gateway.settings import GatewaySettings
+
+    settings = load(GatewaySettings)
+    run_service("gateway", settings, lambda lc: serve(settings, lc))
+
+
+def cmd_router(args: argparse.Namespace) -> None:
+    from herald_common.service import run_service
+    from herald_router.main import serve
+    from herald_router.settings import RouterSettings
+
+    settings = load(RouterSettings, **_overrides(router_lane=args.lane))
+    run_service(f"router-{settings.router_lane}", settings, lambda lc: serve(settings, lc))
+
+
+def cmd_sender(args: argparse.Namespace) -> None:
+    from herald_common.service import run_service
+    from herald_sender.main import serve
+    from herald_sender.settings import SenderSettings
+
+    settings = load(SenderSettings, **_overrides(sender_channel=args.channel, sender_lane=args.lane))
+    run_service(
+        f"sender-{settings.sender_channel}-{settings.sender_lane}", settings, lambda lc: serve(settings, lc)
+    )
+
+
+def cmd_tracker(args: argparse.Namespace) -> None:
+    from herald_common.service import run_service
+    from herald_tracker.main import serve
+    from herald_tracker.settings import TrackerSettings
+
+    settings = load(TrackerSettings)
+    run_service("tracker", settings, lambda lc: serve(settings, lc))
+
+
+def cmd_topics(args: argparse.Namespace) -> None:
+    from herald_common.kafka import create_topics
+    from herald_common.settings import CommonSettings
+    from herald_common.topics import Topics
+
+    settings = load(CommonSettings)
+    created = asyncio.run(
+        create_topics(settings.kafka_bootstrap, Topics(settings.kafka_topic_prefix).all(), args.partitions)
+    )
+    print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from herald_dev.launcher import main as dev_main
+
+    dev_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="herald", description="Herald notification platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("gateway", help="public HTTP API").set_defaults(func=cmd_gateway)
+    p = sub.add_parser("router", help="requests → per-channel deliveries")
+    p.add_argument("--lane", choices=LANES)
+    p.set_defaults(func=cmd_router)
+    p = sub.add_parser("sender", help="deliveries → provider")
+    p.add_argument("--channel", choices=CHANNELS)
+    p.add_argument("--lane", choices=LANES)
+    p.set_defaults(func=cmd_sender)
+    sub.add_parser("tracker", help="status events → notification status").set_defaults(func=cmd_tracker)
+    p = sub.add_parser("topics", help="create Herald's Kafka topics")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("--partitions", type=int, default=12)
+    p.set_defaults(func=cmd_topics)
+    p = sub.add_parser("dev", help="the whole platform locally on embedded defaults")
+    p.add_argument("--dir", default="var/dev", help="where the outbox, logs and data live")
+    p.add_argument("--no-seed", action="store_true", help="do not create the demo tenant")
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,54 @@
+"""Admin endpoints: create tenants, issue and revoke their API keys (a key is shown once)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from herald_common.schemas import ApiKeyIn, TenantIn
+from herald_gateway.context import KEY_CACHE, SETTINGS, STORE
+from herald_gateway.problems import ProblemError, json_response, parse, read_json
+
+
+async def create_tenant(request: web.Request) -> web.Response:
+    body = parse(TenantIn, await read_json(request, request.app[SETTINGS].max_body_bytes))
+    tenant = await request.app[STORE].create_tenant(body)
+    if tenant is None:
+        raise ProblemError(409, f"tenant {body.id} already exists")
+    return json_response(tenant.model_dump(mode="json"), status=201)
+
+
+async def get_tenant(request: web.Request) -> web.Response:
+    tenant = await request.app[STORE].get_tenant(request.match_info["tenant_id"])
+    if tenant is None:
+        raise ProblemError(404, "no such tenant")
+    return json_response(tenant.model_dump(mode="json"))
+
+
+async def issue_key(request: web.Request) -> web.Response:
+    tenant_id = request.match_info["tenant_id"]
+    store = request.app[STORE]
+    if await store.get_tenant(tenant_id) is None:
+        raise ProblemError(404, "no such tenant")
+    body = ApiKeyIn()
+    if request.can_read_body:
+        body = parse(ApiKeyIn, await read_json(request, request.app[SETTINGS].max_body_bytes))
+    key_id, api_key = await store.issue_api_key(tenant_id, body.name)
+    return json_response(
+        {"key_id": key_id, "api_key": api_key, "tenant_id": tenant_id, "name": body.name}, status=201
+    )
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    tenant_id, key_id = request.match_info["tenant_id"], request.match_info["key_id"]
+    if not await request.app[STORE].revoke_api_key(tenant_id, key_id):
+        raise ProblemError(404, "no such API key")
+    # This process forgets it at once; other gateway replicas within HERALD_API_KEY_CACHE_S.
+    request.app[KEY_CACHE].clear()
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/admin/v1/tenants", create_tenant)
+    app.router.add_get("/admin/v1/tenants/{tenant_id}", get_tenant)
+    app.router.add_post("/admin/v1/tenants/{tenant_id}/api-keys", issue_key)
+    app.router.add_delete("/admin/v1/tenants/{tenant_id}/api-keys/{key_id}", revoke_key)

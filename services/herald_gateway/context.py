@@ -1,0 +1,27 @@
+"""Typed keys for what the gateway keeps on its aiohttp application."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from herald_common.cache import TTLCache
+from herald_common.lifecycle import Lifecycle
+from herald_common.redisio import Keys
+from herald_common.status import StatusStore
+from herald_common.store import Store
+from herald_common.topics import Topics
+from herald_gateway.settings import GatewaySettings
+
+SETTINGS = web.AppKey("settings", GatewaySettings)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+REDIS = web.AppKey("redis", aioredis.Redis)
+PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+STORE = web.AppKey("store", Store)
+STATUS = web.AppKey("status", StatusStore)
+TOPICS = web.AppKey("topics", Topics)
+KEYS = web.AppKey("keys", Keys)
+KEY_CACHE = web.AppKey("key_cache", TTLCache[dict])
+
+TENANT_ID = "herald.tenant_id"  # request-scoped: set by the auth middleware

@@ -1,0 +1,183 @@
+"""POST /v1/notifications (and :batch): validate, write to Kafka, answer 202 once acknowledged.
+GET /v1/notifications/{id}: the status the tracker folded, per channel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from aiokafka.errors import KafkaError
+
+from herald_common import metrics
+from herald_common.ids import new_notification_id, partition_key
+from herald_common.schemas import NotificationBatch, NotificationIn, NotificationRequest
+from herald_gateway.context import KEYS, PRODUCER, REDIS, SETTINGS, STATUS, TENANT_ID, TOPICS
+from herald_gateway.idempotency import Idempotency, Stored, fingerprint
+from herald_gateway.problems import ProblemError, json_response, parse, read_json
+
+log = structlog.get_logger()
+
+
+def lane_for(n: NotificationIn) -> str:
+    if n.lane:
+        return n.lane
+    return "bulk" if n.category == "marketing" else "transactional"
+
+
+async def _produce(
+    app: web.Application, tenant_id: str, items: list[NotificationIn]
+) -> list[NotificationRequest]:
+    """Write every item and wait until Kafka acknowledged all of them (acks=all)."""
+    producer, topics = app[PRODUCER], app[TOPICS]
+    now = time.time()
+    requests, futures = [], []
+    for n in items:
+        req = NotificationRequest(
+            id=new_notification_id(),
+            tenant_id=tenant_id,
+            lane=lane_for(n),
+            accepted_at=now,
+            to=n.to,
+            template_id=n.template_id,
+            content=n.content,
+            channels=n.channels,
+            data=n.data,
+            category=n.category,
+            locale=n.locale,
+            expires_at=n.expires_at.timestamp() if n.expires_at else None,
+        )
+        recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
+        payload = orjson.dumps(req.model_dump(mode="json", exclude_none=True))
+        try:
+            futures.append(
+                await producer.send(
+                    topics.requests(req.lane), payload, key=partition_key(tenant_id, recipient)
+                )
+            )
+        except KafkaError as exc:
+            raise ProblemError(
+                503,
+                f"the queue is unavailable; nothing was accepted ({type(exc).__name__})",
+                headers={"Retry-After": "1"},
+            ) from None
+        requests.append(req)
+    try:
+        await asyncio.gather(*futures)
+    except KafkaError as exc:
+        raise ProblemError(
+            503,
+            f"the queue did not acknowledge the write ({type(exc).__name__}); retry with "
+            "the same Idempotency-Key",
+            headers={"Retry-After": "1"},
+        ) from None
+    for req in requests:
+        metrics.NOTIFICATIONS_ACCEPTED.labels(req.lane).inc()
+    await _record_accepted(app, requests)
+    return requests
+
+
+async def _record_accepted(app: web.Application, requests: list[NotificationRequest]) -> None:
+    status, keys = app[STATUS], app[KEYS]
+    try:
+        await asyncio.gather(
+            *(
+                status.accept(
+                    keys.notification(r.tenant_id, r.id),
+                    {"lane": r.lane, "accepted_at": r.accepted_at},
+                    r.accepted_at,
+                )
+                for r in requests
+            )
+        )
+    except Exception as exc:  # the write is durable in Kafka already; the tracker fills status in later
+        log.warning("could not record accepted status", error=repr(exc))
+
+
+def _accepted_body(req: NotificationRequest) -> dict[str, Any]:
+    return {"id": req.id, "status": "accepted", "lane": req.lane}
+
+
+async def create(request: web.Request) -> web.Response:
+    app, tenant_id = request.app, request[TENANT_ID]
+    data = await read_json(request, app[SETTINGS].max_body_bytes)
+    body: NotificationIn = parse(NotificationIn, data)
+    key = request.headers.get("Idempotency-Key") or body.idempotency_key
+    idem = None
+    if key is not None:
+        if not 1 <= len(key) <= 255:
+            raise ProblemError(400, "Idempotency-Key must be 1 to 255 characters")
+        idem = Idempotency(
+            app[REDIS],
+            app[KEYS].idempotency(tenant_id, key),
+            fingerprint(orjson.dumps(data)),
+            app[SETTINGS].idempotency_ttl_s,
+        )
+        stored: Stored | None = await idem.claim()
+        if stored is not None:
+            return web.Response(
+                body=stored.body,
+                status=stored.status,
+                content_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+    try:
+        (req,) = await _produce(app, tenant_id, [body])
+    except BaseException:
+        if idem is not None:
+            await idem.release()
+        raise
+    payload = orjson.dumps(_accepted_body(req))
+    if idem is not None:
+        await idem.complete(202, payload)
+    return web.Response(
+        body=payload,
+        status=202,
+        content_type="application/json",
+        headers={"Location": f"/v1/notifications/{req.id}"},
+    )
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    """All or nothing: every item is validated first; then all are written and acknowledged together.
+    Items carrying an idempotency_key already used return the first notification's id."""
+    app, tenant_id = request.app, request[TENANT_ID]
+    body: NotificationBatch = parse(NotificationBatch, await read_json(request, app[SETTINGS].max_body_bytes))
+    redis, keys = app[REDIS], app[KEYS]
+    results: list[dict[str, Any] | None] = [None] * len(body.notifications)
+    fresh: list[tuple[int, NotificationIn]] = []
+    for i, n in enumerate(body.notifications):
+        if n.idempotency_key:
+            existing = await redis.get(keys.idempotency(tenant_id, "batch:" + n.idempotency_key))
+            if existing is not None:
+                results[i] = {**orjson.loads(existing), "replayed": True}
+                continue
+        fresh.append((i, n))
+    accepted = await _produce(app, tenant_id, [n for _, n in fresh]) if fresh else []
+    for (i, n), req in zip(fresh, accepted, strict=True):
+        results[i] = _accepted_body(req)
+        if n.idempotency_key:
+            await redis.set(
+                keys.idempotency(tenant_id, "batch:" + n.idempotency_key),
+                orjson.dumps(results[i]),
+                ex=app[SETTINGS].idempotency_ttl_s,
+                nx=True,
+            )
+    return json_response({"notifications": results}, status=202)
+
+
+async def get(request: web.Request) -> web.Response:
+    tenant_id, nid = request[TENANT_ID], request.match_info["notification_id"]
+    doc = await request.app[STATUS].read(request.app[KEYS].notification(tenant_id, nid), nid)
+    if doc is None:
+        raise ProblemError(404, "no such notification")
+    return json_response(doc)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/notifications", create)
+    app.router.add_post("/v1/notifications:batch", create_batch)
+    app.router.add_get(r"/v1/notifications/{notification_id:n_[a-z0-9]{1,40}}", get)

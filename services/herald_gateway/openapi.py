@@ -1,0 +1,137 @@
+"""The OpenAPI 3.1 document served at /v1/openapi.json, built from the same pydantic models that
+validate requests, so the document cannot drift from what the API accepts."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from herald_common.schemas import (
+    ApiKeyIn,
+    ContactBatch,
+    ContactIn,
+    NotificationBatch,
+    NotificationIn,
+    PreviewIn,
+    TemplateIn,
+    TenantIn,
+)
+
+_MODELS: list[type[BaseModel]] = [
+    NotificationIn,
+    NotificationBatch,
+    ContactIn,
+    ContactBatch,
+    TemplateIn,
+    PreviewIn,
+    TenantIn,
+    ApiKeyIn,
+]
+
+# (method, path, summary, request model or None, success status, auth)
+_OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
+    ("post", "/admin/v1/tenants", "Create a tenant (a cinema chain)", "TenantIn", 201, "admin"),
+    ("get", "/admin/v1/tenants/{tenant_id}", "Read a tenant", None, 200, "admin"),
+    (
+        "post",
+        "/admin/v1/tenants/{tenant_id}/api-keys",
+        "Issue an API key (shown once)",
+        "ApiKeyIn",
+        201,
+        "admin",
+    ),
+    ("delete", "/admin/v1/tenants/{tenant_id}/api-keys/{key_id}", "Revoke an API key", None, 204, "admin"),
+    ("put", "/v1/contacts/{contact_id}", "Create or replace a contact", "ContactIn", 200, "tenant"),
+    ("get", "/v1/contacts/{contact_id}", "Read a contact", None, 200, "tenant"),
+    ("delete", "/v1/contacts/{contact_id}", "Erase a contact", None, 204, "tenant"),
+    ("post", "/v1/contacts:batch", "Upsert up to 1,000 contacts", "ContactBatch", 200, "tenant"),
+    ("put", "/v1/templates/{template_id}", "Create or replace a template", "TemplateIn", 200, "tenant"),
+    ("get", "/v1/templates/{template_id}", "Read a template", None, 200, "tenant"),
+    ("delete", "/v1/templates/{template_id}", "Delete a template", None, 204, "tenant"),
+    ("post", "/v1/templates/{template_id}:preview", "Render a template", "PreviewIn", 200, "tenant"),
+    ("post", "/v1/notifications", "Send a notification (202 once durable)", "NotificationIn", 202, "tenant"),
+    ("post", "/v1/notifications:batch", "Send up to 1,000 notifications", "NotificationBatch", 202, "tenant"),
+    ("get", "/v1/notifications/{notification_id}", "Status per channel", None, 200, "tenant"),
+]
+
+_PROBLEM = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "required": ["title", "status", "detail"],
+}
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}"
+    )
+    components = dict(schemas.get("$defs", {}))
+    components["Problem"] = _PROBLEM
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, model, status, auth in _OPERATIONS:
+        params = [
+            {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for part in path.replace(":", "/").split("/")
+            if part.startswith("{")
+        ]
+        op: dict[str, Any] = {
+            "summary": summary,
+            "security": [{"adminToken": []}] if auth == "admin" else [{"apiKey": []}],
+            "parameters": params,
+            "responses": {
+                str(status): {"description": "success"},
+                "default": {
+                    "description": "problem",
+                    "content": {
+                        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    },
+                },
+            },
+        }
+        if method == "post" and path == "/v1/notifications":
+            op["parameters"].append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 255},
+                }
+            )
+        if model:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+            }
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Herald",
+            "version": "1",
+            "description": "Notification delivery for cinema chains.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "a tenant API key"},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "HERALD_ADMIN_TOKEN"},
+            },
+        },
+    }

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from herald_common.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    http_host: str = Field("127.0.0.1", description="address the public API listens on")
+    http_port: int = Field(8080, ge=0, le=65535)
+    admin_token: SecretStr = Field(..., min_length=16, description="bearer token for /admin/v1 endpoints")
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    api_key_cache_s: float = Field(5.0, ge=0, le=300, description="how long a resolved API key is cached")
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+    status_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="how long notification status is kept")

@@ -1,0 +1,161 @@
+"""Consume one notification request, emit one delivery per channel address and a status per channel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pydantic
+import structlog
+from aiokafka.structs import ConsumerRecord
+
+from herald_common import metrics
+from herald_common.cache import TTLCache
+from herald_common.ids import delivery_id, partition_key
+from herald_common.kafka import PoisonRecord
+from herald_common.schemas import (
+    ChannelContent,
+    Contact,
+    Delivery,
+    NotificationRequest,
+    Status,
+    StatusEvent,
+    Template,
+    Tenant,
+)
+from herald_common.store import Store
+from herald_common.templating import TemplateRenderError, render_channel
+from herald_common.worker import WorkerContext
+from herald_router.routing import plan_channels, template_context
+
+log = structlog.get_logger()
+
+
+class Router:
+    def __init__(self, ctx: WorkerContext, template_cache_s: float) -> None:
+        self.ctx = ctx
+        self.store = Store(ctx.redis, ctx.keys)
+        self.templates: TTLCache[Template] = TTLCache(template_cache_s)
+        self.tenants: TTLCache[Tenant] = TTLCache(template_cache_s)
+
+    async def handle(self, rec: ConsumerRecord) -> None:
+        try:
+            req = NotificationRequest.model_validate_json(rec.value)
+        except (pydantic.ValidationError, ValueError) as exc:
+            raise PoisonRecord(f"unreadable request: {exc}") from exc
+        bound = log.bind(tenant=req.tenant_id, notification=req.id)
+        if req.expires_at is not None and req.expires_at < time.time():
+            await self._emit([self._status(req, "expired", reason="expired before it was routed")])
+            return
+        contact: Contact | None = None
+        if req.to.contact_id:
+            contact = await self.store.get_contact(req.tenant_id, req.to.contact_id)
+            if contact is None:
+                bound.info("unknown contact")
+                await self._emit([self._status(req, "failed", reason=f"unknown contact {req.to.contact_id}")])
+                return
+        content: ChannelContent
+        category = req.category or "transactional"
+        if req.template_id:
+            template = await self._template(req.tenant_id, req.template_id)
+            if template is None:
+                await self._emit(
+                    [self._status(req, "failed", reason=f"template {req.template_id} not found")]
+                )
+                return
+            content = template.content_for(req.locale or (contact.locale if contact else None))
+            category = req.category or template.category
+        else:
+            assert req.content is not None
+            content = req.content
+        tenant = await self._tenant(req.tenant_id)
+        context = template_context(req, contact, tenant)
+        out: list[Delivery | StatusEvent] = []
+        recipient = req.to.contact_id or req.to.email or req.to.phone or req.to.push_token or ""
+        for plan in plan_channels(req, contact, content, category):
+            if plan.skip_status is None:
+                suppressed = [a for a in plan.addresses if await self.store.is_suppressed(req.tenant_id, a)]
+                if suppressed and len(suppressed) == len(plan.addresses):
+                    plan.skip_status, plan.reason = "suppressed", "address is on the suppression list"
+                plan.addresses = [a for a in plan.addresses if a not in suppressed]
+            if plan.skip_status is None:
+                try:
+                    rendered = render_channel(content, plan.channel, context)
+                except TemplateRenderError as exc:
+                    plan.skip_status, plan.reason = "failed", f"render error in {exc.field}: {exc.message}"
+            if plan.skip_status is not None:
+                metrics.ROUTED.labels(plan.channel, plan.skip_status).inc()
+                out.append(self._status(req, plan.skip_status, channel=plan.channel, reason=plan.reason))  # type: ignore[arg-type]
+                continue
+            if plan.channel == "email" and tenant is not None and tenant.email_from:
+                rendered["from"] = str(tenant.email_from)
+                if tenant.email_from_name:
+                    rendered["from_name"] = tenant.email_from_name
+            elif plan.channel == "sms" and tenant is not None and tenant.sms_from:
+                rendered["from"] = tenant.sms_from
+            for address in plan.addresses:
+                out.append(
+                    Delivery(
+                        delivery_id=delivery_id(req.id, plan.channel, address),
+                        notification_id=req.id,
+                        tenant_id=req.tenant_id,
+                        channel=plan.channel,
+                        lane=req.lane,
+                        to=address,
+                        content=rendered,
+                        accepted_at=req.accepted_at,
+                        expires_at=req.expires_at,
+                    )
+                )
+            metrics.ROUTED.labels(plan.channel, "routed").inc()
+            out.append(self._status(req, "queued", channel=plan.channel))
+        await self._emit(out, partition_key(req.tenant_id, recipient))
+
+    async def _emit(self, items: list[Delivery | StatusEvent], key: bytes | None = None) -> None:
+        """Produce everything and wait for the acks: the runner commits only after this returns."""
+        futures = []
+        for item in items:
+            if isinstance(item, Delivery):
+                topic = self.ctx.topics.deliveries(item.channel, item.lane)
+            else:
+                topic = self.ctx.topics.status
+            payload = orjson.dumps(item.model_dump(exclude_none=True))
+            k = key or partition_key(item.tenant_id, item.notification_id)
+            futures.append(await self.ctx.producer.send(topic, payload, key=k))
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _status(
+        self,
+        req: NotificationRequest,
+        status: Status,
+        *,
+        channel: str | None = None,
+        reason: str | None = None,
+    ) -> StatusEvent:
+        return StatusEvent(
+            tenant_id=req.tenant_id,
+            notification_id=req.id,
+            status=status,
+            at=time.time(),
+            channel=channel,
+            reason=reason,
+        )
+
+    async def _template(self, tenant_id: str, template_id: str) -> Template | None:
+        key = f"{tenant_id}\x1f{template_id}"
+        template = self.templates.get(key)
+        if template is None:
+            template = await self.store.get_template(tenant_id, template_id)
+            if template is not None:
+                self.templates.put(key, template)
+        return template
+
+    async def _tenant(self, tenant_id: str) -> Tenant | None:
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            tenant = await self.store.get_tenant(tenant_id)
+            if tenant is not None:
+                self.tenants.put(tenant_id, tenant)
+        return tenant

@@ -1,0 +1,46 @@
+"""herald tracker: folds status events into per-notification status in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pydantic
+from aiokafka.structs import ConsumerRecord
+
+from herald_common import metrics
+from herald_common.kafka import Handler, PoisonRecord
+from herald_common.lifecycle import Lifecycle
+from herald_common.schemas import StatusEvent
+from herald_common.status import StatusStore
+from herald_common.topics import Topics
+from herald_common.worker import WorkerContext, run_worker
+from herald_tracker.settings import TrackerSettings
+
+
+async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
+    topics = Topics(settings.kafka_topic_prefix)
+
+    async def make_handler(ctx: WorkerContext) -> tuple[Handler, Callable[[], Awaitable[None]]]:
+        store = StatusStore(ctx.redis, settings.status_ttl_s)
+
+        async def handle(rec: ConsumerRecord) -> None:
+            try:
+                event = StatusEvent.model_validate_json(rec.value)
+            except (pydantic.ValidationError, ValueError) as exc:
+                raise PoisonRecord(f"unreadable status event: {exc}") from exc
+            await store.apply(ctx.keys.notification(event.tenant_id, event.notification_id), event)
+            metrics.STATUS_EVENTS.labels(event.status).inc()
+
+        async def close() -> None:
+            return None
+
+        return handle, close
+
+    await run_worker(
+        service="tracker",
+        settings=settings,
+        lifecycle=lifecycle,
+        topics=[topics.status],
+        group_id=topics.group("tracker"),
+        make_handler=make_handler,
+    )
