@@ -21,6 +21,7 @@ from herald_common.topics import Topics
 from herald_gateway import admin, notifications, resources
 from herald_gateway.auth import auth_middleware
 from herald_gateway.context import (
+    CATEGORY_CACHE,
     KEY_CACHE,
     KEYS,
     LIFECYCLE,
@@ -89,6 +90,7 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     app[TOPICS] = Topics(settings.kafka_topic_prefix)
     app[KEYS] = Keys(settings.redis_prefix)
     app[KEY_CACHE] = TTLCache(settings.api_key_cache_s)
+    app[CATEGORY_CACHE] = TTLCache(settings.api_key_cache_s)
     app.cleanup_ctx.append(_clients)
     add_health_routes(app, lifecycle)
     app.router.add_get("/v1/openapi.json", _openapi)

@@ -23,5 +23,6 @@ STATUS = web.AppKey("status", StatusStore)
 TOPICS = web.AppKey("topics", Topics)
 KEYS = web.AppKey("keys", Keys)
 KEY_CACHE = web.AppKey("key_cache", TTLCache[dict])
+CATEGORY_CACHE = web.AppKey("category_cache", TTLCache[str])  # template id → category, for lane choice
 
-TENANT_ID = "herald.tenant_id"  # request-scoped: set by the auth middleware
+TENANT_ID = web.RequestKey("tenant_id", str)  # request-scoped: set by the auth middleware

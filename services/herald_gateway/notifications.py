@@ -15,17 +15,36 @@ from aiokafka.errors import KafkaError
 from herald_common import metrics
 from herald_common.ids import new_notification_id, partition_key
 from herald_common.schemas import NotificationBatch, NotificationIn, NotificationRequest
-from herald_gateway.context import KEYS, PRODUCER, REDIS, SETTINGS, STATUS, TENANT_ID, TOPICS
+from herald_gateway.context import (
+    CATEGORY_CACHE,
+    KEYS,
+    PRODUCER,
+    REDIS,
+    SETTINGS,
+    STATUS,
+    STORE,
+    TENANT_ID,
+    TOPICS,
+)
 from herald_gateway.idempotency import Idempotency, Stored, fingerprint
 from herald_gateway.problems import ProblemError, json_response, parse, read_json
 
 log = structlog.get_logger()
 
 
-def lane_for(n: NotificationIn) -> str:
+async def lane_for(app: web.Application, tenant_id: str, n: NotificationIn) -> str:
+    """Explicit lane, else by category (the request's, else the template's): marketing is bulk."""
     if n.lane:
         return n.lane
-    return "bulk" if n.category == "marketing" else "transactional"
+    category = n.category
+    if category is None and n.template_id is not None:
+        cache, key = app[CATEGORY_CACHE], f"{tenant_id}\x1f{n.template_id}"
+        category = cache.get(key)
+        if category is None:
+            template = await app[STORE].get_template(tenant_id, n.template_id)
+            category = template.category if template else "transactional"
+            cache.put(key, category)
+    return "bulk" if category == "marketing" else "transactional"
 
 
 async def _produce(
@@ -39,7 +58,7 @@ async def _produce(
         req = NotificationRequest(
             id=new_notification_id(),
             tenant_id=tenant_id,
-            lane=lane_for(n),
+            lane=await lane_for(app, tenant_id, n),
             accepted_at=now,
             to=n.to,
             template_id=n.template_id,

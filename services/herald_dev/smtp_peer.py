@@ -1,0 +1,104 @@
+"""A local SMTP server (aiosmtpd) that accepts everything and captures it into the outbox.
+
+``reject`` lets tests make it answer like a real server that refuses a recipient (5xx) or defers (4xx).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from herald_dev.outbox import Outbox
+
+
+@dataclass
+class Captured:
+    mail_from: str
+    rcpt_to: list[str]
+    subject: str
+    text: str | None
+    html: str | None
+    headers: dict[str, str]
+    raw: bytes
+
+
+def _parse(envelope: Envelope) -> Captured:
+    raw = envelope.original_content or envelope.content or b""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    msg: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[assignment]
+    text_part = msg.get_body(preferencelist=("plain",))
+    html_part = msg.get_body(preferencelist=("html",))
+    return Captured(
+        mail_from=envelope.mail_from or "",
+        rcpt_to=list(envelope.rcpt_tos),
+        subject=str(msg.get("Subject", "")),
+        text=text_part.get_content() if text_part is not None else None,  # type: ignore[attr-defined]
+        html=html_part.get_content() if html_part is not None else None,  # type: ignore[attr-defined]
+        headers={k: str(v) for k, v in msg.items()},
+        raw=raw,
+    )
+
+
+@dataclass
+class SmtpCapture:
+    outbox: Outbox | None = None
+    messages: list[Captured] = field(default_factory=list)
+    reject: dict[str, str] = field(
+        default_factory=dict
+    )  # recipient → SMTP reply, e.g. "550 5.1.1 no such user"
+    rejected: list[str] = field(default_factory=list)  # recipients refused so far, in order
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self.reject.get(address.lower())
+        if reply:
+            with self.lock:
+                self.rejected.append(address.lower())
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        captured = _parse(envelope)
+        with self.lock:
+            self.messages.append(captured)
+        if self.outbox is not None:
+            record: dict[str, Any] = {
+                "provider": "smtp",
+                "to": ", ".join(captured.rcpt_to),
+                "from": captured.mail_from,
+                "subject": captured.subject,
+                "text": captured.text,
+                "html": captured.html,
+                "delivery_id": captured.headers.get("X-Herald-Delivery-Id"),
+            }
+            self.outbox.write("email", record, raw=captured.raw)
+        return "250 Message accepted for delivery"
+
+    def snapshot(self) -> list[Captured]:
+        with self.lock:
+            return list(self.messages)
+
+
+class SmtpPeer:
+    def __init__(self, port: int, capture: SmtpCapture, host: str = "127.0.0.1") -> None:
+        self.capture = capture
+        self.controller = Controller(capture, hostname=host, port=port, ready_timeout=10.0)
+        self.host, self.port = host, port
+
+    def start(self) -> SmtpPeer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -1,0 +1,70 @@
+"""An isolated in-process stack (gateway, routers, email senders, tracker) on the real broker, Redis and
+an aiosmtpd SMTP server, with its own topic and key prefix."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from herald_common.settings import load
+from herald_dev.infra import free_port
+from herald_dev.outbox import Outbox
+from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
+from herald_gateway.main import serve as serve_gateway
+from herald_gateway.settings import GatewaySettings
+from herald_router.main import serve as serve_router
+from herald_router.settings import RouterSettings
+from herald_sender.main import serve as serve_sender
+from herald_sender.settings import SenderSettings
+from herald_tracker.main import serve as serve_tracker
+from herald_tracker.settings import TrackerSettings
+from tests.conftest import Infra, unique
+from tests.harness import ADMIN_TOKEN, Api, Env, running
+
+
+@dataclass
+class Stack:
+    env: Env
+    api: Api
+    smtp: SmtpCapture
+    base_url: str
+
+
+@contextlib.asynccontextmanager
+async def email_stack(
+    infra: Infra, tmp: Path, *, senders: bool = True, **sender_overrides: object
+) -> AsyncIterator[Stack]:
+    capture = SmtpCapture(outbox=Outbox(tmp / "outbox"))
+    peer = SmtpPeer(free_port(), capture).start()
+    env = Env(infra.bootstrap, infra.redis_url, unique("e2e"), smtp_port=peer.port)
+    await env.create_topics(partitions=4)
+    http_port = free_port()
+    gw = load(
+        GatewaySettings, **env.settings(http_port=http_port, admin_token=ADMIN_TOKEN, drain_timeout_s=1.0)
+    )
+    services = [
+        (serve_gateway, gw),
+        (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),
+        (serve_router, load(RouterSettings, **env.settings(router_lane="bulk"))),
+        (serve_tracker, load(TrackerSettings, **env.settings())),
+    ]
+    if senders:
+        for lane in ("transactional", "bulk"):
+            opts = {
+                "sender_channel": "email",
+                "sender_lane": lane,
+                "smtp_port": peer.port,
+                "retry_base_delay_s": 0.05,
+                **sender_overrides,
+            }
+            services.append((serve_sender, load(SenderSettings, **env.settings(**opts))))
+    try:
+        async with running(*services), aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{http_port}"
+            yield Stack(env, Api(http, base), capture, base)
+    finally:
+        peer.stop()
