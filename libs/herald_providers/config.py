@@ -1,0 +1,112 @@
+"""Settings of the HTTP provider adapters and the factory that builds an adapter from them.
+
+Every field reads from ``HERALD_<NAME>`` (for example ``HERALD_TWILIO_BASE_URL``). Base URLs are
+overridable so tests and the local stack point adapters at the protocol peers in
+``herald_dev.peers``. Per-tenant sender identity (from address, SMS sender) travels in each
+message's content and overrides the defaults here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from herald_providers.base import Provider
+from herald_providers.fcm import FcmProvider, ServiceAccount
+from herald_providers.sendgrid import SendGridProvider
+from herald_providers.twilio import TwilioProvider
+
+HTTP_PROVIDERS = ("sendgrid", "twilio", "fcm")
+T = TypeVar("T")
+
+
+class ProviderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", frozen=True)
+
+    sendgrid_base_url: str = Field(
+        "https://api.sendgrid.com", description="SendGrid API root; /v3/mail/send is appended"
+    )
+    sendgrid_api_key: SecretStr | None = Field(None, description="SendGrid API key with the mail.send scope")
+    twilio_base_url: str = Field(
+        "https://api.twilio.com", description="Twilio API root; /2010-04-01/Accounts/... is appended"
+    )
+    twilio_account_sid: str | None = Field(
+        None, description="Twilio Account SID (AC...), the basic-auth user"
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, description="Twilio Auth Token: basic-auth password and status-callback signing key"
+    )
+    twilio_from: str | None = Field(
+        None,
+        description="default SMS sender: E.164 number, alphanumeric id, or Messaging Service SID (MG...)",
+    )
+    twilio_status_callback_url: str | None = Field(
+        None, description="public URL Twilio posts delivery status to (the gateway's /v1/receipts/twilio)"
+    )
+    fcm_base_url: str = Field("https://fcm.googleapis.com", description="FCM HTTP v1 API root")
+    fcm_token_url: str = Field(
+        "https://oauth2.googleapis.com/token", description="OAuth2 token endpoint for the service-account JWT"
+    )
+    fcm_project_id: str | None = Field(
+        None, description="Firebase project id; defaults to the service account's project_id"
+    )
+    fcm_credentials_file: Path | None = Field(None, description="path of the service-account JSON key file")
+    provider_timeout_s: float = Field(10.0, gt=0, le=120, description="total timeout of one provider request")
+
+    @field_validator("sendgrid_base_url", "twilio_base_url", "fcm_base_url", "fcm_token_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+def build_http_provider(name: str, settings: ProviderSettings, session: aiohttp.ClientSession) -> Provider:
+    """The adapter called ``name`` (sendgrid | twilio | fcm) on the caller's shared session.
+
+    Raises ValueError naming the missing ``HERALD_*`` variable when the adapter is not configured.
+    """
+    timeout = settings.provider_timeout_s
+    if name == "sendgrid":
+        key = _required(settings.sendgrid_api_key, "HERALD_SENDGRID_API_KEY")
+        return SendGridProvider(
+            api_key=key.get_secret_value(),
+            base_url=settings.sendgrid_base_url,
+            session=session,
+            timeout_s=timeout,
+        )
+    if name == "twilio":
+        sid = _required(settings.twilio_account_sid, "HERALD_TWILIO_ACCOUNT_SID")
+        token = _required(settings.twilio_auth_token, "HERALD_TWILIO_AUTH_TOKEN")
+        return TwilioProvider(
+            account_sid=sid,
+            auth_token=token.get_secret_value(),
+            base_url=settings.twilio_base_url,
+            sender=settings.twilio_from,
+            status_callback_url=settings.twilio_status_callback_url,
+            session=session,
+            timeout_s=timeout,
+        )
+    if name == "fcm":
+        path = _required(settings.fcm_credentials_file, "HERALD_FCM_CREDENTIALS_FILE")
+        account = ServiceAccount.from_file(path)
+        project = _required(settings.fcm_project_id or account.project_id, "HERALD_FCM_PROJECT_ID")
+        return FcmProvider(
+            project_id=project,
+            credentials=account,
+            base_url=settings.fcm_base_url,
+            token_url=settings.fcm_token_url,
+            session=session,
+            timeout_s=timeout,
+        )
+    raise ValueError(f"unknown HTTP provider {name!r}; expected one of {', '.join(HTTP_PROVIDERS)}")
+
+
+def _required(value: T | None, variable: str) -> T:
+    if value is None or value == "":
+        raise ValueError(f"{variable} is required")
+    return value

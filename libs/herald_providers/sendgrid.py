@@ -1,0 +1,281 @@
+"""SendGrid v3 Mail Send adapter (email), one message or batches of up to 1,000 recipients per request.
+
+Wire format: ``POST {base_url}/v3/mail/send`` with ``Authorization: Bearer <api key>`` and JSON::
+
+    {"personalizations": [{"to": [{"email": "ann@example.com"}],
+                           "custom_args": {"delivery_id": "...", "tenant_id": "...", ...metadata},
+                           "substitutions": {"-name-": "Ann"}}],            # one per recipient
+     "from": {"email": "news@chain.example", "name": "Chain"},
+     "reply_to": {"email": "help@chain.example"},                           # optional
+     "subject": "Hello -name-",
+     "content": [{"type": "text/plain", "value": "..."}, {"type": "text/html", "value": "..."}]}
+
+``202 Accepted`` (empty body) means SendGrid queued the request; its id is the ``X-Message-Id``
+header. Every recipient of one request shares that id; the event webhook reports
+``sg_message_id = "<X-Message-Id>.<suffix>"`` and echoes ``custom_args``, so receipts map back to a
+delivery through ``custom_args.delivery_id``. Errors are ``{"errors": [{"message", "field", "help"}]}``.
+
+Message content keys: ``subject``, ``text`` and/or ``html``, ``from`` (``"a@x"`` or
+``"Name <a@x>"``), optional ``from_name``, ``reply_to``, and ``substitutions``.
+
+Batching (:meth:`SendGridProvider.send_batch`): messages whose content is identical once
+``substitutions`` is set aside share one request, one personalization per message, at most
+``max_per_request`` (1,000, SendGrid's limit) per request. ``substitutions`` is a per-recipient
+``{token: value}`` map that SendGrid replaces in subject and bodies, so a campaign rendered once
+with tokens such as ``-first_name-`` goes out in 1/1000th of the requests. Tokens are literal
+strings; pick ones that cannot occur in the text by accident. Different content → separate requests.
+
+Errors: 400 naming ``personalizations.N.to.M.email`` → :class:`PermanentError` with
+``invalid_recipient`` for that message only; the rest of the batch is sent again without it (once).
+Other 400s, 401/403 (bad key or scopes: configuration), 413 (content too large) → permanent for the
+whole request. 429 → transient and ``throttled`` (``Retry-After``, else ``X-RateLimit-Reset``);
+408/5xx, timeouts and connection errors → transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import time
+from collections.abc import Sequence
+from email.utils import parseaddr
+from typing import Any
+
+import aiohttp
+import orjson
+
+from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
+from herald_providers.http import (
+    classify_status,
+    make_session,
+    parse_retry_after,
+    request_timeout,
+    transport_errors,
+)
+
+DEFAULT_BASE_URL = "https://api.sendgrid.com"
+MAX_PERSONALIZATIONS = 1000
+_RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)\.\d+\.email$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+Result = SendResult | ProviderError
+
+
+class SendGridProvider:
+    channel = "email"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        session: aiohttp.ClientSession | None = None,
+        timeout_s: float = 10.0,
+        name: str = "sendgrid",
+        max_per_request: int = MAX_PERSONALIZATIONS,
+    ) -> None:
+        if not 1 <= max_per_request <= MAX_PERSONALIZATIONS:
+            raise ValueError(f"max_per_request must be 1..{MAX_PERSONALIZATIONS}")
+        self.name = name
+        self._url = base_url.rstrip("/") + "/v3/mail/send"
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._session = session
+        self._owns_session = session is None
+        self._timeout_s = timeout_s
+        self._max = max_per_request
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = make_session(timeout_s=self._timeout_s)
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, msg: OutboundMessage) -> SendResult:
+        [result] = await self.send_batch([msg])
+        if isinstance(result, ProviderError):
+            raise result
+        return result
+
+    async def send_batch(self, msgs: Sequence[OutboundMessage]) -> list[Result]:
+        """Send many messages in as few requests as possible; one outcome per message, in order."""
+        results: list[Result | None] = [None] * len(msgs)
+        groups: dict[bytes, list[int]] = {}
+        for i, msg in enumerate(msgs):
+            try:
+                key = self._group_key(msg)
+            except PermanentError as exc:
+                results[i] = exc
+                continue
+            groups.setdefault(key, []).append(i)
+        chunks = [idx[j : j + self._max] for idx in groups.values() for j in range(0, len(idx), self._max)]
+        outcomes = await asyncio.gather(*(self._send_chunk([msgs[i] for i in c]) for c in chunks))
+        for chunk, outcome in zip(chunks, outcomes, strict=True):
+            for i, result in zip(chunk, outcome, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _group_key(self, msg: OutboundMessage) -> bytes:
+        if not _EMAIL.match(msg.to) or len(msg.to) > 254:
+            raise PermanentError(
+                "not a valid email address", code="invalid_email", provider=self.name, invalid_recipient=True
+            )
+        shared = {k: v for k, v in msg.content.items() if k != "substitutions"}
+        try:
+            return orjson.dumps(shared, option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:
+            raise PermanentError("content is not JSON", code="invalid_content", provider=self.name) from exc
+
+    async def _send_chunk(self, msgs: list[OutboundMessage], *, rounds: int = 3) -> list[Result]:
+        """One request; when a 400 blames some recipients, fail those and resend the rest."""
+        try:
+            status, headers, payload = await self._post(self._body(msgs))
+        except ProviderError as exc:
+            return [copy.copy(exc) for _ in msgs]
+        if status in (200, 202):
+            message_id = headers.get("X-Message-Id")
+            return [SendResult(self.name, message_id) for _ in msgs]
+        invalid = _invalid_recipients(status, payload, len(msgs))
+        if not invalid:
+            error = self._error(status, headers, payload)
+            return [copy.copy(error) for _ in msgs]
+        rest = [m for i, m in enumerate(msgs) if i not in invalid]
+        if rounds > 1:
+            rest_results = await self._send_chunk(rest, rounds=rounds - 1) if rest else []
+        else:  # not their fault: let them go again later, in another batch
+            rest_results = [
+                TransientError(
+                    "batch rejected for other recipients", code="batch_rejected", provider=self.name
+                )
+                for _ in rest
+            ]
+        good = iter(rest_results)
+        return [
+            PermanentError(invalid[i], code="invalid_email", provider=self.name, invalid_recipient=True)
+            if i in invalid
+            else next(good)
+            for i in range(len(msgs))
+        ]
+
+    def _body(self, msgs: list[OutboundMessage]) -> bytes:
+        content = msgs[0].content
+        sender = _address(content.get("from"), content.get("from_name"))
+        if sender is None:
+            raise PermanentError(
+                "email content has no valid 'from'", code="invalid_content", provider=self.name
+            )
+        parts = [
+            {"type": mime, "value": content[key]}
+            for key, mime in (("text", "text/plain"), ("html", "text/html"))
+            if isinstance(content.get(key), str) and content[key]
+        ]
+        subject = content.get("subject")
+        if not parts or not isinstance(subject, str) or not subject:
+            raise PermanentError(
+                "email content needs a subject and text or html", code="invalid_content", provider=self.name
+            )
+        body: dict[str, Any] = {
+            "personalizations": [_personalization(m) for m in msgs],
+            "from": sender,
+            "subject": subject,
+            "content": parts,
+        }
+        reply_to = _address(content.get("reply_to"), None)
+        if reply_to is not None:
+            body["reply_to"] = reply_to
+        return orjson.dumps(body)
+
+    async def _post(self, body: bytes) -> tuple[int, Any, Any]:
+        if self._session is None:
+            raise RuntimeError("SendGridProvider.start() was not awaited")
+        with transport_errors(self.name):
+            async with self._session.post(
+                self._url, data=body, headers=self._headers, timeout=request_timeout(self._timeout_s)
+            ) as resp:
+                raw = await resp.read()
+                return resp.status, resp.headers, _json(raw)
+
+    def _error(self, status: int, headers: Any, payload: Any) -> ProviderError:
+        reason = _first_error(payload) or f"HTTP {status}"
+        if status in (401, 403):
+            return PermanentError(f"rejected credentials: {reason}", code="unauthorized", provider=self.name)
+        if status == 413:
+            return PermanentError("request too large", code="payload_too_large", provider=self.name)
+        if status == 429:
+            return TransientError(
+                "rate limited",
+                code="429",
+                provider=self.name,
+                retry_after=_retry_after(headers),
+                throttled=True,
+            )
+        return classify_status(status, provider=self.name, reason=reason, retry_after=_retry_after(headers))
+
+
+def _personalization(msg: OutboundMessage) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "to": [{"email": msg.to}],
+        "custom_args": {**msg.metadata, "delivery_id": msg.delivery_id, "tenant_id": msg.tenant_id},
+    }
+    subs = msg.content.get("substitutions")
+    if isinstance(subs, dict) and subs:
+        p["substitutions"] = {str(k): str(v) for k, v in subs.items()}
+    return p
+
+
+def _address(value: Any, name: Any) -> dict[str, str] | None:
+    if not isinstance(value, str):
+        return None
+    parsed_name, email = parseaddr(value)
+    if not _EMAIL.match(email):
+        return None
+    out = {"email": email}
+    display = name if isinstance(name, str) and name else parsed_name
+    if display:
+        out["name"] = display
+    return out
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _errors(payload: Any) -> list[dict[str, Any]]:
+    if isinstance(payload, dict) and isinstance(payload.get("errors"), list):
+        return [e for e in payload["errors"] if isinstance(e, dict)]
+    return []
+
+
+def _first_error(payload: Any) -> str | None:
+    errors = _errors(payload)
+    return str(errors[0].get("message")) if errors else None
+
+
+def _invalid_recipients(status: int, payload: Any, count: int) -> dict[int, str]:
+    """Personalization index → message when *every* error of a 400 blames one recipient's address."""
+    if status != 400:
+        return {}
+    out: dict[int, str] = {}
+    errors = _errors(payload)
+    for err in errors:
+        match = _RECIPIENT_FIELD.match(str(err.get("field") or ""))
+        if match is None or int(match.group(1)) >= count:
+            return {}
+        out[int(match.group(1))] = str(err.get("message") or "invalid recipient")
+    return out
+
+
+def _retry_after(headers: Any) -> float | None:
+    seconds = parse_retry_after(headers.get("Retry-After"))
+    if seconds is None and headers.get("X-RateLimit-Reset"):
+        try:
+            seconds = max(0.0, float(headers["X-RateLimit-Reset"]) - time.time())
+        except ValueError:
+            return None
+    return seconds

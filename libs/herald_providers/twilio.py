@@ -1,0 +1,202 @@
+"""Twilio Programmable Messaging adapter (SMS) and status-callback signature check.
+
+Wire format: ``POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json``, HTTP basic auth
+(AccountSid, AuthToken), form-encoded fields ``To`` (E.164), ``From`` *or* ``MessagingServiceSid``
+(a sender id starting ``MG``), ``Body`` and optionally ``StatusCallback`` (where Twilio posts
+queued → sent → delivered/undelivered/failed). ``201 Created`` answers the Message resource as JSON;
+its ``sid`` is the provider message id. Errors answer ``{"code", "message", "more_info", "status"}``.
+
+Message content keys: ``text`` (or ``body``) and optionally ``from`` (overrides the default sender).
+
+Classification, Twilio's code first, then the HTTP status:
+21211 (invalid To), 21614 (not a mobile number), 21610 (recipient replied STOP) → permanent,
+``invalid_recipient``; 20429 or HTTP 429 → transient, ``throttled``; 30001 (queue overflow) →
+transient; 5xx, timeouts, connection errors → transient; any other 4xx → permanent. ``To`` is
+checked with ``phonenumbers`` before sending, so an impossible number never costs a request.
+
+Status callbacks are signed: ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + each POST
+parameter's name and value, sorted by name)); see :func:`verify_signature`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+import phonenumbers
+
+from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
+from herald_providers.http import (
+    classify_status,
+    make_session,
+    parse_retry_after,
+    request_timeout,
+    scrub,
+    transport_errors,
+)
+
+DEFAULT_BASE_URL = "https://api.twilio.com"
+INVALID_RECIPIENT_CODES = frozenset({21211, 21614, 21610})
+THROTTLED_CODES = frozenset({20429})
+TRANSIENT_CODES = frozenset({30001})
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+class TwilioProvider:
+    channel = "sms"
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        sender: str | None = None,
+        status_callback_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout_s: float = 10.0,
+        name: str = "twilio",
+    ) -> None:
+        self.name = name
+        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {credentials}"}
+        self._sender = sender
+        self._callback = status_callback_url
+        self._session = session
+        self._owns_session = session is None
+        self._timeout_s = timeout_s
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = make_session(timeout_s=self._timeout_s)
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, msg: OutboundMessage) -> SendResult:
+        form = self._form(msg)
+        if self._session is None:
+            raise RuntimeError("TwilioProvider.start() was not awaited")
+        with transport_errors(self.name):
+            async with self._session.post(
+                self._url, data=form, headers=self._headers, timeout=request_timeout(self._timeout_s)
+            ) as resp:
+                raw = await resp.read()
+                status, retry_after = resp.status, parse_retry_after(resp.headers.get("Retry-After"))
+        payload = _json(raw)
+        if status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
+            return SendResult(self.name, str(payload["sid"]))
+        raise self._error(status, payload, retry_after, form)
+
+    def _form(self, msg: OutboundMessage) -> dict[str, str]:
+        if not is_e164(msg.to):
+            raise PermanentError(
+                "not a valid E.164 phone number",
+                code="invalid_number",
+                provider=self.name,
+                invalid_recipient=True,
+            )
+        body = msg.content.get("text") or msg.content.get("body")
+        if not isinstance(body, str) or not body:
+            raise PermanentError("sms content has no text", code="invalid_content", provider=self.name)
+        sender = msg.content.get("from") or self._sender
+        if not isinstance(sender, str) or not sender:
+            raise PermanentError("no SMS sender configured", code="no_sender", provider=self.name)
+        form = {"To": msg.to, "Body": body}
+        form["MessagingServiceSid" if _is_messaging_service(sender) else "From"] = sender
+        if self._callback:
+            form["StatusCallback"] = self._callback
+        return form
+
+    def _error(
+        self, status: int, payload: Any, retry_after: float | None, form: Mapping[str, str]
+    ) -> ProviderError:
+        code: int | None = None
+        reason = f"HTTP {status}"
+        if isinstance(payload, dict):
+            if isinstance(payload.get("code"), int):
+                code = payload["code"]
+            if payload.get("message"):
+                reason = scrub(str(payload["message"]), form["To"])
+        code_s = str(code) if code is not None else str(status)
+        if code in INVALID_RECIPIENT_CODES:
+            return PermanentError(reason, code=code_s, provider=self.name, invalid_recipient=True)
+        if code in THROTTLED_CODES or status == 429:
+            return TransientError(
+                reason, code=code_s, provider=self.name, retry_after=retry_after, throttled=True
+            )
+        if code in TRANSIENT_CODES:
+            return TransientError(reason, code=code_s, provider=self.name, retry_after=retry_after)
+        return classify_status(
+            status, provider=self.name, reason=reason, code=code_s, retry_after=retry_after
+        )
+
+
+def is_e164(number: str) -> bool:
+    """True for a valid phone number written exactly in E.164 (``+`` and 7 to 15 digits, no spaces)."""
+    if not _E164.match(number):
+        return False
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def _is_messaging_service(sender: str) -> bool:
+    return sender.startswith("MG") and len(sender) == 34
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+Params = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def compute_signature(auth_token: str, url: str, params: Params) -> str:
+    """Twilio's ``X-Twilio-Signature`` for a form POST to ``url`` with ``params``."""
+    items = params.items() if isinstance(params, Mapping) else params
+    data = url + "".join(k + v for k, v in sorted(items))
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_signature(auth_token: str, url: str, params: Params, signature: str) -> bool:
+    """True when ``signature`` matches ``url`` as given or with its default port added/removed.
+
+    Twilio signs the URL it was configured with; proxies may add or strip ``:443``/``:80``.
+    """
+    items = list(params.items() if isinstance(params, Mapping) else params)
+    return any(
+        hmac.compare_digest(compute_signature(auth_token, candidate, items), signature)
+        for candidate in _url_variants(url)
+    )
+
+
+def _url_variants(url: str) -> list[str]:
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    if default is None or not host:
+        return [url]
+    with_port = parts._replace(netloc=_netloc(parts, f"{host}:{parts.port or default}"))
+    without = parts._replace(netloc=_netloc(parts, host)) if parts.port in (None, default) else parts
+    return list(dict.fromkeys([url, urlunsplit(with_port), urlunsplit(without)]))
+
+
+def _netloc(parts: Any, hostport: str) -> str:
+    userinfo = parts.netloc.rpartition("@")[0]
+    return f"{userinfo}@{hostport}" if userinfo else hostport

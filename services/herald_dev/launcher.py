@@ -1,0 +1,238 @@
+"""``herald dev``: the whole platform on one machine, on embedded defaults.
+
+Starts (unless the environment already points at one) a Kafka-protocol broker, a Redis-protocol
+server and a local SMTP peer; creates the topics; starts every service as its own process with JSON
+logs on stdout; serves the outbox page; seeds a demo tenant and prints a first request to try.
+Ctrl-C stops everything cleanly (services drain first, then the infrastructure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from herald_common.kafka import create_topics
+from herald_common.topics import Topics
+from herald_dev.infra import Managed, free_port, port_open, start_broker, start_valkey
+from herald_dev.outbox import Outbox, outbox_app
+from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
+
+SERVICES: list[tuple[str, list[str]]] = [
+    ("gateway", ["gateway"]),
+    ("router-transactional", ["router", "--lane", "transactional"]),
+    ("router-bulk", ["router", "--lane", "bulk"]),
+    ("sender-email-transactional", ["sender", "--channel", "email", "--lane", "transactional"]),
+    ("sender-email-bulk", ["sender", "--channel", "email", "--lane", "bulk"]),
+    ("tracker", ["tracker"]),
+]
+
+DEMO_TEMPLATE = {
+    "category": "transactional",
+    "email": {
+        "subject": "Your booking for {{ data.film }} is confirmed",
+        "html": "<h1>Enjoy the film, {{ contact.first_name }}!</h1>"
+        "<p>{{ data.film }} — screen {{ data.screen }}, seat {{ data.seat }}.</p>",
+        "text": "Enjoy the film, {{ contact.first_name }}! {{ data.film }}, screen {{ data.screen }}, "
+        "seat {{ data.seat }}.",
+    },
+}
+DEMO_CONTACT = {
+    "email": "member@example.com",
+    "locale": "en-GB",
+    "timezone": "Europe/London",
+    "attributes": {"first_name": "Alex", "tier": "gold"},
+}
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _pick_port(preferred: int) -> int:
+    return preferred if not port_open("127.0.0.1", preferred) else free_port()
+
+
+class DevStack:
+    def __init__(self, root: Path, seed: bool) -> None:
+        self.root = root
+        self.seed = seed
+        self.infra: list[Managed] = []
+        self.children: dict[str, Managed] = {}
+        self.smtp: SmtpPeer | None = None
+        self.env: dict[str, str] = {}
+        self.stopping = asyncio.Event()
+
+    def start_infra(self) -> None:
+        env = dict(os.environ)
+        logs = self.root / "logs"
+        if "HERALD_KAFKA_BOOTSTRAP" not in env:
+            port = _pick_port(9092)
+            self.infra.append(start_broker(port, log=logs / "kafka.log"))
+            env["HERALD_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
+            say(f"  kafka-protocol broker (Tansu)   127.0.0.1:{port}")
+        if "HERALD_REDIS_URL" not in env:
+            port = _pick_port(6379)
+            self.infra.append(
+                start_valkey(port, self.root / "redis", appendonly=True, log=logs / "valkey.log")
+            )
+            env["HERALD_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            say(f"  redis-protocol server (Valkey)  127.0.0.1:{port} (AOF in {self.root / 'redis'})")
+        if "HERALD_SMTP_HOST" not in env:
+            port = _pick_port(2525)
+            self.smtp = SmtpPeer(port, SmtpCapture(outbox=Outbox(self.root / "outbox"))).start()
+            env["HERALD_SMTP_HOST"], env["HERALD_SMTP_PORT"] = "127.0.0.1", str(port)
+            say(f"  SMTP peer (captures into outbox) 127.0.0.1:{port}")
+        env.setdefault("HERALD_ADMIN_TOKEN", secrets.token_urlsafe(24))
+        env.setdefault("HERALD_LOG_FORMAT", "json")
+        self.env = env
+
+    def start_services(self) -> None:
+        for name, args in SERVICES:
+            self._spawn(name, args)
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        env = dict(self.env)
+        if name != "gateway":
+            env["HERALD_HEALTH_PORT"] = str(free_port())
+        self.children[name] = Managed(name, [sys.executable, "-m", "herald_cli", *args], env=env).start()
+
+    async def supervise(self) -> None:
+        """Restart a service that died on its own (as Kubernetes would), a second later."""
+        while not self.stopping.is_set():
+            for name, args in SERVICES:
+                child = self.children.get(name)
+                if child is not None and not child.alive() and not self.stopping.is_set():
+                    say(
+                        f"herald dev: {name} exited with {child.proc.returncode if child.proc else '?'}; "
+                        "restarting"
+                    )
+                    self._spawn(name, args)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
+
+    async def stop(self) -> None:
+        for child in self.children.values():
+            child.signal(signal.SIGTERM)
+        for child in self.children.values():
+            await asyncio.to_thread(child.stop, 30.0)
+        if self.smtp is not None:
+            self.smtp.stop()
+        for proc in reversed(self.infra):
+            proc.stop()
+
+
+async def _wait_ready(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not become ready in {timeout_s}s")
+
+
+async def seed_demo(base: str, admin_token: str) -> str:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_token}"}) as http:
+        async with http.post(
+            f"{base}/admin/v1/tenants",
+            json={
+                "id": "demo-cinema",
+                "name": "Demo Cinemas",
+                "email_from": "tickets@demo-cinema.example",
+                "email_from_name": "Demo Cinemas",
+            },
+        ) as resp:
+            if resp.status not in (201, 409):
+                raise RuntimeError(f"could not create the demo tenant: {resp.status} {await resp.text()}")
+        async with http.post(f"{base}/admin/v1/tenants/demo-cinema/api-keys", json={"name": "demo"}) as resp:
+            api_key = str((await resp.json())["api_key"])
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
+        async with http.put(f"{base}/v1/templates/booking-confirmed", json=DEMO_TEMPLATE) as resp:
+            resp.raise_for_status()
+        async with http.put(f"{base}/v1/contacts/member-1", json=DEMO_CONTACT) as resp:
+            resp.raise_for_status()
+    return api_key
+
+
+def banner(base: str, outbox_url: str, api_key: str, admin_token: str) -> str:
+    body = (
+        '{"to": {"contact_id": "member-1"}, "template_id": "booking-confirmed", '
+        '"data": {"film": "Dune: Part Two", "screen": 4, "seat": "F7"}}'
+    )
+    return f"""
+Herald is running.
+  API            {base}   (OpenAPI: {base}/v1/openapi.json)
+  outbox         {outbox_url}   (captured mail, newest first)
+  admin token    {admin_token}
+  demo API key   {api_key}
+
+Send a first email:
+
+  curl -sS -X POST {base}/v1/notifications \\
+    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\
+    -d '{body}'
+
+then follow it with GET {base}/v1/notifications/<id> (same header) and open the outbox.
+Ctrl-C stops everything.
+"""
+
+
+async def run(args: argparse.Namespace) -> None:
+    root = Path(args.dir).resolve()
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    stack = DevStack(root, seed=not args.no_seed)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stack.stopping.set)
+    say("herald dev: starting")
+    outbox_runner: web.AppRunner | None = None
+    try:
+        await asyncio.to_thread(stack.start_infra)
+        env = stack.env
+        created = await create_topics(
+            env["HERALD_KAFKA_BOOTSTRAP"],
+            Topics(env.get("HERALD_KAFKA_TOPIC_PREFIX", "herald")).all(),
+            int(env.get("HERALD_DEV_PARTITIONS", "12")),
+        )
+        say(f"  topics created: {len(created)}")
+        outbox_port = int(env.get("HERALD_DEV_OUTBOX_PORT", "8025"))
+        outbox_runner = web.AppRunner(outbox_app(Outbox(root / "outbox")), access_log=None)
+        await outbox_runner.setup()
+        await web.TCPSite(outbox_runner, "127.0.0.1", outbox_port).start()
+        http_host, http_port = (
+            env.get("HERALD_HTTP_HOST", "127.0.0.1"),
+            int(env.get("HERALD_HTTP_PORT", "8080")),
+        )
+        if port_open(http_host, http_port):
+            raise SystemExit(f"port {http_port} is in use: set HERALD_HTTP_PORT to a free port")
+        stack.start_services()
+        base = f"http://{http_host}:{http_port}"
+        await _wait_ready(f"{base}/readyz")
+        api_key = await seed_demo(base, env["HERALD_ADMIN_TOKEN"]) if stack.seed else "(not seeded)"
+        text = banner(base, f"http://127.0.0.1:{outbox_port}/", api_key, env["HERALD_ADMIN_TOKEN"])
+        (root / "demo.txt").write_text(text)
+        say(text)
+        await stack.supervise()
+    finally:
+        say("herald dev: stopping")
+        stack.stopping.set()
+        await stack.stop()
+        if outbox_runner is not None:
+            await outbox_runner.cleanup()
+        say("herald dev: stopped")
+
+
+def main(args: argparse.Namespace) -> None:
+    asyncio.run(run(args))
