@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from email import policy
@@ -55,11 +56,14 @@ class SmtpCapture:
         default_factory=dict
     )  # recipient → SMTP reply, e.g. "550 5.1.1 no such user"
     rejected: list[str] = field(default_factory=list)  # recipients refused so far, in order
+    paused: bool = False  # while True, sessions wait at RCPT (nothing is accepted)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        while self.paused:
+            await asyncio.sleep(0.01)
         reply = self.reject.get(address.lower())
         if reply:
             with self.lock:

@@ -1,0 +1,59 @@
+# The front door. `make run` starts the whole platform locally; `make test` passes the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_FLAGS ?=
+
+.PHONY: help install run test test-fast test-slow lint typecheck format bench charts compose-up clean
+
+help:
+	@echo "make run        start the whole platform locally (broker, Redis, SMTP peer, every service)"
+	@echo "make test       lint + typecheck + the default test suite (unit, integration, end-to-end, charts)"
+	@echo "make test-slow  soak and chaos runs"
+	@echo "make bench      end-to-end throughput and latency, with references measured in the same run"
+	@echo "make charts     render and validate the Helm chart scenarios offline"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/herald dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check libs services tests tools bench
+	$(BIN)/ruff format --check libs services tests tools bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format libs services tests tools bench
+	$(BIN)/ruff check --fix libs services tests tools bench
+
+test: lint typecheck test-fast
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow" $(PYTEST_FLAGS)
+
+# pytest exits 5 when a tier selects no test; an empty tier is not a failure.
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.e2e
+
+charts: $(STAMP)
+	$(BIN)/python tools/check_charts.py
+
+compose-up:
+	docker compose up -d --build
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

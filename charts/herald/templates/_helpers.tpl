@@ -1,0 +1,284 @@
+{{/*
+Names, labels and the list of workloads. Every define is namespaced "herald.".
+A "workload" is one Deployment: the gateway, a router per lane, a sender per channel x lane,
+the tracker and the scheduler. herald.workloads builds that list once; deployment.yaml, hpa.yaml,
+pdb.yaml, scaledobject.yaml and service-metrics.yaml all range over it.
+*/}}
+
+{{- define "herald.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "herald.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one workload's resources: (list $ $workload). */}}
+{{- define "herald.workloadName" -}}
+{{- $root := index . 0 }}{{- $w := index . 1 }}
+{{- printf "%s-%s" (include "herald.fullname" $root) $w.component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "herald.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every resource. Pass the root context. */}}
+{{- define "herald.labels" -}}
+helm.sh/chart: {{ include "herald.chart" . }}
+{{ include "herald.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: herald
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels: name and instance only. */}}
+{{- define "herald.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "herald.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of one workload's resources: (list $ $workload). */}}
+{{- define "herald.workloadLabels" -}}
+{{- $root := index . 0 }}{{- $w := index . 1 -}}
+{{ include "herald.labels" $root }}
+app.kubernetes.io/component: {{ $w.component }}
+{{- include "herald.laneChannelLabels" $w }}
+{{- end }}
+
+{{- define "herald.laneChannelLabels" -}}
+{{- with .lane }}
+herald.io/lane: {{ . }}
+{{- end }}
+{{- with .channel }}
+herald.io/channel: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one workload: name, instance and component. (list $ $workload). */}}
+{{- define "herald.workloadSelectorLabels" -}}
+{{- $root := index . 0 }}{{- $w := index . 1 -}}
+{{ include "herald.selectorLabels" $root }}
+app.kubernetes.io/component: {{ $w.component }}
+{{- end }}
+
+{{/* Pod labels: no chart version, so a chart bump alone does not restart pods. (list $ $workload). */}}
+{{- define "herald.podLabels" -}}
+{{- $root := index . 0 }}{{- $w := index . 1 -}}
+{{ include "herald.workloadSelectorLabels" . }}
+app.kubernetes.io/part-of: herald
+{{- include "herald.laneChannelLabels" $w }}
+{{- with $root.Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "herald.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "herald.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "herald.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding credentials: yours, or "<fullname>" (which secrets.create makes). */}}
+{{- define "herald.secretName" -}}
+{{- default (include "herald.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/*
+Deep merge of (list $dst $src) into $dst, in place. Unlike sprig's mergeOverwrite it also copies
+false and 0, so an override can switch autoscaling off for one lane.
+*/}}
+{{- define "herald.deepMerge" -}}
+{{- $dst := index . 0 }}{{- $src := index . 1 }}
+{{- range $k, $v := $src }}
+{{- if and (kindIs "map" $v) (kindIs "map" (get $dst $k)) }}
+{{- include "herald.deepMerge" (list (get $dst $k) $v) }}
+{{- else }}
+{{- $_ := set $dst $k $v }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Collects the enabled workloads into $ctx.items. Call with (dict "root" $ "items" list).
+Each item: component, args, port, portName, lane, channel, consumer, topic, group, settings.
+*/}}
+{{- define "herald.workloads" -}}
+{{- $ := .root }}
+{{- $v := $.Values }}
+{{- $p := $v.kafka.topicPrefix }}
+{{- $items := list }}
+{{- if $v.gateway.enabled }}
+{{- $items = append $items (dict "component" "gateway" "args" (list "gateway") "port" 8080 "portName" "http" "lane" "" "channel" "" "consumer" false "settings" (deepCopy $v.gateway)) }}
+{{- end }}
+{{- if $v.router.enabled }}
+{{- range $lane := $v.router.lanes }}
+{{- $s := deepCopy (omit $v.router "lanes" "overrides") }}
+{{- include "herald.deepMerge" (list $s (deepCopy (get $v.router.overrides $lane | default dict))) }}
+{{- $items = append $items (dict "component" (printf "router-%s" $lane) "args" (list "router" "--lane" $lane) "port" 9090 "portName" "metrics" "lane" $lane "channel" "" "consumer" true "topic" (printf "%s.requests.%s" $p $lane) "group" (printf "%s.router.%s" $p $lane) "settings" $s) }}
+{{- end }}
+{{- end }}
+{{- if $v.sender.enabled }}
+{{- range $channel := $v.sender.channels }}
+{{- range $lane := $v.sender.lanes }}
+{{- $key := printf "%s-%s" $channel $lane }}
+{{- $s := deepCopy (omit $v.sender "channels" "lanes" "overrides") }}
+{{- include "herald.deepMerge" (list $s (deepCopy (get $v.sender.overrides $key | default dict))) }}
+{{- $items = append $items (dict "component" (printf "sender-%s" $key) "args" (list "sender" "--channel" $channel "--lane" $lane) "port" 9090 "portName" "metrics" "lane" $lane "channel" $channel "consumer" true "topic" (printf "%s.deliveries.%s.%s" $p $channel $lane) "group" (printf "%s.sender.%s.%s" $p $channel $lane) "settings" $s) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $v.tracker.enabled }}
+{{- $items = append $items (dict "component" "tracker" "args" (list "tracker") "port" 9090 "portName" "metrics" "lane" "" "channel" "" "consumer" true "topic" (printf "%s.status" $p) "group" (printf "%s.tracker" $p) "settings" (deepCopy $v.tracker)) }}
+{{- end }}
+{{- if $v.scheduler.enabled }}
+{{- $items = append $items (dict "component" "scheduler" "args" (list "scheduler") "port" 9090 "portName" "metrics" "lane" "" "channel" "" "consumer" false "settings" (deepCopy $v.scheduler)) }}
+{{- end }}
+{{- $_ := set . "items" $items }}
+{{- end }}
+
+{{/* "true" when KEDA owns the workload's replica count. */}}
+{{- define "herald.kedaEnabled" -}}
+{{- $s := .settings }}
+{{- if and .consumer $s.keda $s.keda.enabled }}true{{ end }}
+{{- end }}
+
+{{/* "true" when an HPA or a KEDA ScaledObject owns the replica count (no replicas field then). */}}
+{{- define "herald.autoscaled" -}}
+{{- if or .settings.autoscaling.enabled (include "herald.kedaEnabled" .) }}true{{ end }}
+{{- end }}
+
+{{/* Fewest pods the workload runs: decides whether a PDB makes sense. */}}
+{{- define "herald.minReplicas" -}}
+{{- $s := .settings }}
+{{- if $s.autoscaling.enabled }}
+{{- int $s.autoscaling.minReplicas }}
+{{- else if include "herald.kedaEnabled" . }}
+{{- int $s.keda.minReplicaCount }}
+{{- else }}
+{{- int $s.replicas }}
+{{- end }}
+{{- end }}
+
+{{/*
+Grace period of one workload: (list $ $workload). It must exceed the drain timeout plus any preStop
+sleep, because Kubernetes sends SIGKILL when it runs out. Unset, it is that sum plus 10 seconds.
+*/}}
+{{- define "herald.gracePeriod" -}}
+{{- $root := index . 0 }}{{- $w := index . 1 }}
+{{- $drain := int $root.Values.drainTimeoutSeconds }}
+{{- $needed := add $drain (int ($w.settings.preStopSleepSeconds | default 0)) }}
+{{- $grace := $root.Values.terminationGracePeriodSeconds }}
+{{- if kindIs "invalid" $grace }}
+{{- add $needed 10 }}
+{{- else if le (int $grace) $needed }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than drainTimeoutSeconds (%d) plus the %s preStop sleep (%d): the pod would be killed mid-drain" (int $grace) $drain $w.component (sub $needed $drain)) }}
+{{- else }}
+{{- int $grace }}
+{{- end }}
+{{- end }}
+
+{{/* Release-wide checks the schema cannot express. */}}
+{{- define "herald.validate" -}}
+{{- if and .Values.secrets.create .Values.secrets.existingSecret }}
+{{- fail "set either secrets.existingSecret or secrets.create, not both" }}
+{{- end }}
+{{- $ctx := dict "root" . "items" list }}
+{{- include "herald.workloads" $ctx }}
+{{- range $w := $ctx.items }}
+{{- if and $w.settings.autoscaling.enabled (include "herald.kedaEnabled" $w) }}
+{{- fail (printf "%s: autoscaling.enabled and keda.enabled are both true; KEDA creates its own HPA, so turn one off" $w.component) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Pod and container security contexts: the "restricted" Pod Security Standard. */}}
+{{- define "herald.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "herald.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Credentials one workload needs from the Secret: (list $ $workload). Least privilege per service. */}}
+{{- define "herald.secretEnv" -}}
+{{- $root := index . 0 }}{{- $w := index . 1 }}
+{{- $secret := include "herald.secretName" $root }}
+{{- $keys := $root.Values.secrets.keys }}
+{{- if eq $w.component "gateway" }}
+- name: HERALD_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ $keys.adminToken }}}
+{{- else if eq $w.channel "email" }}
+- name: HERALD_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ $keys.smtpPassword }}, optional: true}
+- name: HERALD_SENDGRID_API_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ $keys.sendgridApiKey }}, optional: true}
+{{- else if eq $w.channel "sms" }}
+- name: HERALD_TWILIO_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ $keys.twilioAuthToken }}, optional: true}
+{{- else if eq $w.channel "push" }}
+- name: HERALD_FCM_CREDENTIALS_FILE
+  value: /var/run/secrets/herald/fcm/credentials.json
+{{- end }}
+{{- if $root.Values.redis.existingSecret }}
+- name: HERALD_REDIS_URL
+  valueFrom:
+    secretKeyRef: {name: {{ $root.Values.redis.existingSecret }}, key: {{ $root.Values.redis.existingSecretKey }}}
+{{- end }}
+{{- end }}
+
+{{/* The FCM credentials file is mounted only into push senders. */}}
+{{- define "herald.mountsFcm" -}}
+{{- if eq (index . 1).channel "push" }}true{{ end }}
+{{- end }}
+
+{{/* An HTTP probe: (list $probeSettings $path $portName). */}}
+{{- define "herald.probe" -}}
+{{- $p := index . 0 -}}
+httpGet:
+  path: {{ index . 1 }}
+  port: {{ index . 2 }}
+periodSeconds: {{ $p.periodSeconds }}
+timeoutSeconds: {{ $p.timeoutSeconds }}
+failureThreshold: {{ $p.failureThreshold }}
+{{- end }}
