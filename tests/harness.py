@@ -164,3 +164,28 @@ class Api:
 
 def free_ports(n: int) -> list[int]:
     return [free_port() for _ in range(n)]
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record currently in ``topic`` (all partitions, from the beginning), without a group."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, recs in batch.items():
+                records.extend(recs)
+                if recs and recs[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return records
