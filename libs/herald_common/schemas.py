@@ -9,11 +9,11 @@ from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
     field_validator,
@@ -41,6 +41,26 @@ def _e164(value: str) -> str:
 
 Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_e164)]
 
+# The HTML "valid email address" grammar (what browsers accept), checked with one compiled regex for the
+# common ASCII case; anything else (internationalised addresses) goes through email-validator.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+def _email(value: str) -> str:
+    if len(value) <= 254 and _EMAIL.match(value) and ".." not in value and not value.startswith("."):
+        local, _, domain = value.rpartition("@")
+        return f"{local}@{domain.lower()}"
+    try:
+        return str(validate_email(value, check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise ValueError(f"is not a valid email address: {exc}") from None
+
+
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -58,7 +78,7 @@ class Preferences(Strict):
 
 
 class ContactIn(Strict):
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: Phone | None = None
     push_tokens: list[PushToken] = Field(default_factory=list, max_length=20)
     locale: Annotated[str, StringConstraints(max_length=35)] | None = None
@@ -169,7 +189,7 @@ class PreviewIn(Strict):
 # --- notifications -----------------------------------------------------------------------------------
 class Recipient(Strict):
     contact_id: Identifier | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: Phone | None = None
     push_token: Annotated[str, StringConstraints(min_length=8, max_length=4096)] | None = None
 
@@ -209,7 +229,7 @@ class NotificationBatch(Strict):
 class TenantIn(Strict):
     id: Identifier | None = None
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    email_from: EmailStr | None = None
+    email_from: Email | None = None
     email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
@@ -259,6 +279,9 @@ class Delivery(Wire):
     accepted_at: float
     expires_at: float | None = None
     attempt: int = 1
+    contact_id: str | None = Field(
+        None, description="the contact the address came from, if any (push token clean-up needs it)"
+    )
 
 
 Status = Literal[
@@ -267,6 +290,7 @@ Status = Literal[
     "queued",
     "suppressed",
     "sending",
+    "retrying",
     "sent",
     "delivered",
     "bounced",
@@ -289,3 +313,4 @@ class StatusEvent(Wire):
     provider_message_id: str | None = None
     attempts: int | None = None
     reason: str | None = None
+    next_attempt_at: float | None = Field(None, description="retrying: when the next attempt is due")

@@ -12,16 +12,18 @@ from aiohttp.typedefs import Handler
 from herald_common import metrics
 from herald_common.cache import TTLCache
 from herald_common.health import add_health_routes
+from herald_common.ids import NotificationIds
 from herald_common.kafka import make_producer
 from herald_common.lifecycle import Lifecycle
 from herald_common.redisio import Keys, make_redis
 from herald_common.status import StatusStore
 from herald_common.store import Store
 from herald_common.topics import Topics
-from herald_gateway import admin, notifications, resources
+from herald_gateway import admin, notifications, receipts, resources
 from herald_gateway.auth import auth_middleware
 from herald_gateway.context import (
     CATEGORY_CACHE,
+    IDS,
     KEY_CACHE,
     KEYS,
     LIFECYCLE,
@@ -88,6 +90,7 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     app[SETTINGS] = settings
     app[LIFECYCLE] = lifecycle
     app[TOPICS] = Topics(settings.kafka_topic_prefix)
+    app[IDS] = NotificationIds(settings.id_secret_bytes())
     app[KEYS] = Keys(settings.redis_prefix)
     app[KEY_CACHE] = TTLCache(settings.api_key_cache_s)
     app[CATEGORY_CACHE] = TTLCache(settings.api_key_cache_s)
@@ -97,4 +100,5 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     admin.add_routes(app)
     resources.add_routes(app)
     notifications.add_routes(app)
+    receipts.add_routes(app)
     return app

@@ -7,6 +7,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from herald_common.cache import TTLCache
+from herald_common.ids import NotificationIds
 from herald_common.lifecycle import Lifecycle
 from herald_common.redisio import Keys
 from herald_common.status import StatusStore
@@ -21,6 +22,7 @@ PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 STORE = web.AppKey("store", Store)
 STATUS = web.AppKey("status", StatusStore)
 TOPICS = web.AppKey("topics", Topics)
+IDS = web.AppKey("ids", NotificationIds)
 KEYS = web.AppKey("keys", Keys)
 KEY_CACHE = web.AppKey("key_cache", TTLCache[dict])
 CATEGORY_CACHE = web.AppKey("category_cache", TTLCache[str])  # template id → category, for lane choice

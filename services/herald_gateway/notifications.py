@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from typing import Any
 
 import orjson
@@ -13,10 +14,12 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from herald_common import metrics
-from herald_common.ids import new_notification_id, partition_key
+from herald_common.ids import partition_key
+from herald_common.kafka import produce_many
 from herald_common.schemas import NotificationBatch, NotificationIn, NotificationRequest
 from herald_gateway.context import (
     CATEGORY_CACHE,
+    IDS,
     KEYS,
     PRODUCER,
     REDIS,
@@ -53,10 +56,12 @@ async def _produce(
     """Write every item and wait until Kafka acknowledged all of them (acks=all)."""
     producer, topics = app[PRODUCER], app[TOPICS]
     now = time.time()
-    requests, futures = [], []
+    requests: list[NotificationRequest] = []
+    per_topic: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
     for n in items:
-        req = NotificationRequest(
-            id=new_notification_id(),
+        # Already validated as NotificationIn: construct without validating a second time.
+        req = NotificationRequest.model_construct(
+            id=app[IDS].new(tenant_id),
             tenant_id=tenant_id,
             lane=await lane_for(app, tenant_id, n),
             accepted_at=now,
@@ -70,50 +75,26 @@ async def _produce(
             expires_at=n.expires_at.timestamp() if n.expires_at else None,
         )
         recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
-        payload = orjson.dumps(req.model_dump(mode="json", exclude_none=True))
-        try:
-            futures.append(
-                await producer.send(
-                    topics.requests(req.lane), payload, key=partition_key(tenant_id, recipient)
-                )
-            )
-        except KafkaError as exc:
-            raise ProblemError(
-                503,
-                f"the queue is unavailable; nothing was accepted ({type(exc).__name__})",
-                headers={"Retry-After": "1"},
-            ) from None
+        per_topic[topics.requests(req.lane)].append(
+            (partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode())
+        )
         requests.append(req)
     try:
-        await asyncio.gather(*futures)
+        if len(requests) == 1:
+            ((topic, ((key, value),)),) = per_topic.items()
+            await producer.send_and_wait(topic, value, key=key)
+        else:
+            await asyncio.gather(*(produce_many(producer, t, recs) for t, recs in per_topic.items()))
     except KafkaError as exc:
         raise ProblemError(
             503,
-            f"the queue did not acknowledge the write ({type(exc).__name__}); retry with "
-            "the same Idempotency-Key",
+            f"the queue did not acknowledge the write ({type(exc).__name__}); nothing is lost by retrying "
+            "with the same Idempotency-Key",
             headers={"Retry-After": "1"},
         ) from None
     for req in requests:
         metrics.NOTIFICATIONS_ACCEPTED.labels(req.lane).inc()
-    await _record_accepted(app, requests)
     return requests
-
-
-async def _record_accepted(app: web.Application, requests: list[NotificationRequest]) -> None:
-    status, keys = app[STATUS], app[KEYS]
-    try:
-        await asyncio.gather(
-            *(
-                status.accept(
-                    keys.notification(r.tenant_id, r.id),
-                    {"lane": r.lane, "accepted_at": r.accepted_at},
-                    r.accepted_at,
-                )
-                for r in requests
-            )
-        )
-    except Exception as exc:  # the write is durable in Kafka already; the tracker fills status in later
-        log.warning("could not record accepted status", error=repr(exc))
 
 
 def _accepted_body(req: NotificationRequest) -> dict[str, Any]:
@@ -190,9 +171,12 @@ async def create_batch(request: web.Request) -> web.Response:
 
 async def get(request: web.Request) -> web.Response:
     tenant_id, nid = request[TENANT_ID], request.match_info["notification_id"]
-    doc = await request.app[STATUS].read(request.app[KEYS].notification(tenant_id, nid), nid)
-    if doc is None:
+    issued_at = request.app[IDS].issued_at(nid, tenant_id)
+    if issued_at is None:  # not an id this tenant was given
         raise ProblemError(404, "no such notification")
+    doc = await request.app[STATUS].read(request.app[KEYS].notification(tenant_id, nid), nid, issued_at)
+    if doc is None:
+        raise ProblemError(404, "no such notification (its status has expired)")
     return json_response(doc)
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import Field, SecretStr
 
 from herald_common.settings import CommonSettings
@@ -12,4 +14,12 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     api_key_cache_s: float = Field(5.0, ge=0, le=300, description="how long a resolved API key is cached")
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+    id_secret: SecretStr | None = Field(
+        None,
+        description="signs notification ids; the same on every gateway (default: from the admin token)",
+    )
     status_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="how long notification status is kept")
+
+    def id_secret_bytes(self) -> bytes:
+        source = self.id_secret or self.admin_token
+        return hashlib.sha256(b"herald-notification-ids\x1f" + source.get_secret_value().encode()).digest()

@@ -7,7 +7,7 @@ import time
 import pydantic
 import pytest
 
-from herald_common.ids import delivery_id, new_notification_id, partition_key
+from herald_common.ids import NotificationIds, delivery_id, partition_key
 from herald_common.logging import mask
 from herald_common.schemas import (
     ChannelContent,
@@ -33,19 +33,30 @@ def test_delivery_id_is_deterministic_and_distinct() -> None:
     assert a != delivery_id("n_2", "email", "a@example.com")
 
 
-def test_notification_ids_sort_by_creation_and_are_unique() -> None:
-    first = new_notification_id()
+def test_notification_ids_sort_by_creation_are_unique_and_bound_to_their_tenant() -> None:
+    ids = NotificationIds(b"secret")
+    first = ids.new("tenant-a")
     time.sleep(0.002)
-    later = [new_notification_id() for _ in range(1000)]
+    later = [ids.new("tenant-a") for _ in range(1000)]
     assert len(set(later)) == 1000
     assert all(first < x for x in later)
+    issued = ids.issued_at(first, "tenant-a")
+    assert issued is not None and abs(issued - time.time()) < 5
+    assert ids.issued_at(first, "tenant-b") is None  # another tenant's id is not found
+    assert NotificationIds(b"other").issued_at(first, "tenant-a") is None
+    assert ids.issued_at(first[:-1] + ("0" if first[-1] != "0" else "1"), "tenant-a") is None
+    assert ids.issued_at("n_nothex", "tenant-a") is None
     assert partition_key("t", "c") == b"t:c"
 
 
 @pytest.mark.parametrize(
     ("address", "expected"),
-    [("ada@example.com", "a***@example.com"), ("+447911123456", "+44***56"), ("tok-abcdefghijkl", "tok-***"),
-     ("", "")],
+    [
+        ("ada@example.com", "a***@example.com"),
+        ("+447911123456", "+44***56"),
+        ("tok-abcdefghijkl", "tok-***"),
+        ("", ""),
+    ],
 )
 def test_mask_never_shows_whole_addresses(address: str, expected: str) -> None:
     assert mask(address) == expected
@@ -69,23 +80,31 @@ def test_overall_status(channels: dict[str, str], expected: str) -> None:
 
 
 def test_notification_level_failure_shows_reason() -> None:
-    doc = view("n_1", {"n": b'{"status":"failed","reason":"unknown contact x"}'})
+    doc = view("n_1", 0.0, {"n": b'{"status":"failed","reason":"unknown contact x"}'})
     assert doc["status"] == "failed" and doc["reason"] == "unknown contact x" and doc["channels"] == {}
 
 
 def _req(**kw: object) -> NotificationRequest:
-    return NotificationRequest(id="n_1", tenant_id="t", lane="transactional", accepted_at=0.0,
-                               to=Recipient(contact_id="c1"), **kw)  # type: ignore[arg-type]
+    return NotificationRequest(
+        id="n_1", tenant_id="t", lane="transactional", accepted_at=0.0, to=Recipient(contact_id="c1"), **kw
+    )  # type: ignore[arg-type]
 
 
-CONTENT = ChannelContent.model_validate({"email": {"subject": "s", "text": "t"}, "sms": {"text": "hi"},
-                                         "push": {"body": "b"}})
+CONTENT = ChannelContent.model_validate(
+    {"email": {"subject": "s", "text": "t"}, "sms": {"text": "hi"}, "push": {"body": "b"}}
+)
 
 
 def test_plan_channels_covers_missing_address_opt_outs_and_tokens() -> None:
-    contact = Contact(id="c1", email="a@example.com", push_tokens=[{"token": "tok-aaaaaaaa", "platform": "ios"},
-                                                                    {"token": "tok-bbbbbbbb", "platform": "web"}],
-                      preferences={"channels": {"email": False}, "categories": {"marketing": False}})
+    contact = Contact(
+        id="c1",
+        email="a@example.com",
+        push_tokens=[
+            {"token": "tok-aaaaaaaa", "platform": "ios"},
+            {"token": "tok-bbbbbbbb", "platform": "web"},
+        ],
+        preferences={"channels": {"email": False}, "categories": {"marketing": False}},
+    )
     plans = {p.channel: p for p in plan_channels(_req(), contact, CONTENT, "transactional")}
     assert plans["email"].skip_status == "suppressed"
     assert plans["sms"].skip_status == "failed" and "no sms address" in (plans["sms"].reason or "")
@@ -96,14 +115,16 @@ def test_plan_channels_covers_missing_address_opt_outs_and_tokens() -> None:
 
 def test_plan_channels_reports_missing_content_for_requested_channel() -> None:
     only_email = ChannelContent.model_validate({"email": {"subject": "s", "text": "t"}})
-    (plan,) = plan_channels(_req(channels=["sms"]), Contact(id="c1", phone="+447911123456"), only_email,
-                            "transactional")
+    (plan,) = plan_channels(
+        _req(channels=["sms"]), Contact(id="c1", phone="+447911123456"), only_email, "transactional"
+    )
     assert plan.skip_status == "failed" and "no sms content" in (plan.reason or "")
 
 
 def test_render_escapes_html_only_and_exposes_attributes() -> None:
-    content = ChannelContent.model_validate({"email": {"subject": "Hi {{ contact.first_name }}",
-                                                       "html": "<p>{{ contact.first_name }}</p>"}})
+    content = ChannelContent.model_validate(
+        {"email": {"subject": "Hi {{ contact.first_name }}", "html": "<p>{{ contact.first_name }}</p>"}}
+    )
     contact = Contact(id="c1", email="a@example.com", attributes={"first_name": "<b>Al</b>"})
     ctx = template_context(_req(), contact, None)
     out = render_channel(content, "email", ctx)
@@ -131,8 +152,9 @@ def test_validation_normalises_and_rejects() -> None:
     with pytest.raises(pydantic.ValidationError):
         NotificationIn.model_validate({"to": {"email": "a@example.com"}})  # neither template nor content
     with pytest.raises(pydantic.ValidationError):
-        NotificationIn.model_validate({"to": {"email": "a@example.com"}, "template_id": "x",
-                                       "expires_at": "2030-01-01T00:00:00"})  # naive time
+        NotificationIn.model_validate(
+            {"to": {"email": "a@example.com"}, "template_id": "x", "expires_at": "2030-01-01T00:00:00"}
+        )  # naive time
 
 
 def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,9 +167,16 @@ def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_smtp_message_carries_delivery_id_and_both_bodies() -> None:
-    msg = build_message(OutboundMessage("d_1", "t", "email", "a@example.com",
-                                        {"subject": "S", "text": "T", "html": "<p>H</p>", "from": "x@example.com"}),
-                        SmtpConfig())
+    msg = build_message(
+        OutboundMessage(
+            "d_1",
+            "t",
+            "email",
+            "a@example.com",
+            {"subject": "S", "text": "T", "html": "<p>H</p>", "from": "x@example.com"},
+        ),
+        SmtpConfig(),
+    )
     assert msg["X-Herald-Delivery-Id"] == "d_1" and "d_1" in msg["Message-ID"]
     assert msg["From"] == "Herald <x@example.com>"
     assert {p.get_content_type() for p in msg.iter_parts()} == {"text/plain", "text/html"}
