@@ -25,16 +25,40 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", frozen=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
-    kafka_topic_prefix: str = Field("herald", pattern=r"^[A-Za-z0-9._-]{1,100}$")
-    kafka_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
-    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, le=60_000)
-    redis_url: str = Field("redis://127.0.0.1:6379/0")
-    redis_prefix: str = Field("herald", pattern=r"^[A-Za-z0-9._-]{1,100}$")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
-    health_host: str = "127.0.0.1"
-    health_port: int = Field(9090, ge=0, le=65535)
-    drain_timeout_s: float = Field(20.0, gt=0, le=600)
+    kafka_topic_prefix: str = Field(
+        "herald", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="prefix of every topic and consumer group"
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        le=300_000,
+        description="consumer session timeout: how soon a dead replica's partitions move",
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        1_000, ge=100, le=60_000, description="consumer heartbeat interval"
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// (TLS) or unix:// URL")
+    redis_prefix: str = Field(
+        "herald", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="prefix of every Redis key"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning, error"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="json, console, or auto (console on a terminal, JSON otherwise)"
+    )
+    health_host: str = Field(
+        "127.0.0.1", description="address of the /healthz, /readyz, /metrics server (0.0.0.0 in pods)"
+    )
+    health_port: int = Field(
+        9090, ge=0, le=65535, description="port of that server (the gateway uses its API port)"
+    )
+    drain_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="on SIGTERM, how long in-flight work may take before the process exits",
+    )
 
     @field_validator("redis_url")
     @classmethod

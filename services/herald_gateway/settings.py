@@ -9,11 +9,16 @@ from herald_common.settings import CommonSettings
 
 class GatewaySettings(CommonSettings):
     http_host: str = Field("127.0.0.1", description="address the public API listens on")
-    http_port: int = Field(8080, ge=0, le=65535)
+    http_port: int = Field(8080, ge=0, le=65535, description="port of the public API (and its health routes)")
     admin_token: SecretStr = Field(..., min_length=16, description="bearer token for /admin/v1 endpoints")
-    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_body_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="larger request bodies are refused with 413",
+    )
     api_key_cache_s: float = Field(5.0, ge=0, le=300, description="how long a resolved API key is cached")
-    idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="how long an Idempotency-Key is remembered")
     id_secret: SecretStr | None = Field(
         None,
         description="signs notification ids; the same on every gateway (default: from the admin token)",
