@@ -223,7 +223,8 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.gather(*(batch_worker() for _ in range(4)))
             batch_rate = accepted / (time.monotonic() - started)
             print(
-                f"  POST /v1/notifications:batch (1,000 per request, 4 clients) {batch_rate:8.0f} notifications/s "
+                f"  POST /v1/notifications:batch (1,000 per request, 4 clients) {batch_rate:8.0f} "
+                "notifications/s "
                 "(bar ≥ 50,000)"
             )
             intake_rss = rss_mb(intake.pid)

@@ -166,26 +166,30 @@ def free_ports(n: int) -> list[int]:
     return [free_port() for _ in range(n)]
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record currently in ``topic`` (all partitions, from the beginning), without a group."""
+async def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Any]:
+    """Every record currently in ``topic`` (all partitions, from the beginning), without a group.
+
+    The end of each partition is the high-water mark the fetch responses report (the broker's
+    ListOffsets answer is not relied on)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     records: list[Any] = []
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, recs in batch.items():
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for recs in batch.values():
                 records.extend(recs)
-                if recs and recs[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
+            highs = {tp: consumer.highwater(tp) for tp in tps}
+            if all(h is not None for h in highs.values()) and all(
+                [await consumer.position(tp) >= h for tp, h in highs.items() if h is not None]
+            ):
+                break
     finally:
         await consumer.stop()
     return records

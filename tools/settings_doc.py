@@ -1,8 +1,8 @@
 """Every HERALD_* setting, generated from the settings classes themselves, for the README.
 
-    python tools/settings_doc.py           print the table
-    python tools/settings_doc.py --write   rewrite the table between the README's markers
-    python tools/settings_doc.py --check   exit 1 if the README's table is out of date
+python tools/settings_doc.py           print the table
+python tools/settings_doc.py --write   rewrite the table between the README's markers
+python tools/settings_doc.py --check   exit 1 if the README's table is out of date
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ CLASSES = [
     ("herald_common.settings", "CommonSettings", "every service"),
     ("herald_common.settings", "ConsumerSettings", "router, sender, tracker, scheduler"),
     ("herald_gateway.settings", "GatewaySettings", "gateway"),
+    ("herald_providers.config", "ReceiptSettings", "gateway"),
     ("herald_router.settings", "RouterSettings", "router"),
     ("herald_sender.settings", "SenderSettings", "sender"),
     ("herald_providers.config", "ProviderSettings", "sender"),

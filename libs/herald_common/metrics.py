@@ -78,5 +78,19 @@ STATUS_EVENTS = Counter(
 )
 
 
+SCHEDULER_RELEASED = Counter(
+    "herald_scheduler_released_total", "Delayed records produced back onto their topics", registry=REGISTRY
+)
+SCHEDULER_PENDING = Gauge(
+    "herald_scheduler_pending", "Delayed records waiting in the scheduler (due or not)", registry=REGISTRY
+)
+RECEIPTS = Counter(
+    "herald_receipts_total",
+    "Provider receipts by outcome (applied|duplicate)",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+
+
 def render() -> bytes:
     return generate_latest(REGISTRY)

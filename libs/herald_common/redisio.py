@@ -53,3 +53,13 @@ class Keys:
 
     def ledger(self, delivery_id: str) -> str:
         return f"{self.prefix}:ledger:{delivery_id}"
+
+    def delayed(self, part: str) -> str:
+        """The scheduler's delayed-work keys (``due``, ``leases``, ``items``, ``owners``), one hash tag."""
+        return f"{self.prefix}:{{delayed}}:{part}"
+
+    def receipt_seen(self, provider: str, event_id: str) -> str:
+        return f"{self.prefix}:receipt:{provider}:{event_id}"
+
+    def dead_letter_replayed(self, topic: str, partition: int, offset: int) -> str:
+        return f"{self.prefix}:dlq:replayed:{topic}:{partition}:{offset}"

@@ -1,14 +1,20 @@
-"""Per-notification status in Redis: written by the tracker (and the gateway's first "accepted"),
-read by ``GET /v1/notifications/{id}``.
+"""Per-notification status in Redis: written by the tracker, read by ``GET /v1/notifications/{id}``.
 
-One hash per notification. Field ``n`` holds the notification-level record, ``c:<channel>`` one
+One hash per notification, created by its first status event (until then the gateway answers
+"accepted" for ids it issued). Field ``n`` holds the notification-level record, ``c:<channel>`` one
 record per channel; ``r:<field>`` holds that record's rank so that a late, older event never
 overwrites a newer one (events for one notification can arrive out of order across partitions).
 The overall status is derived when read, never stored.
+
+A channel's ``attempts``, ``provider`` and ``provider_message_id`` are sticky: a receipt that says
+"delivered" without them keeps what the sender reported, and a late "sent" that loses on rank still
+fills them in. ``retrying`` (a transient failure, next attempt at ``next_attempt_at``) ranks with
+``sending`` and reads as ``sending`` overall.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -21,6 +27,7 @@ RANK = {
     "scheduled": 0,
     "queued": 1,
     "sending": 2,
+    "retrying": 2,
     "sent": 3,
     "delivered": 4,
     "bounced": 4,
@@ -32,9 +39,29 @@ RANK = {
 TERMINAL = frozenset(s for s, r in RANK.items() if r == 4)
 
 _UPDATE = """
+local sticky = {'attempts', 'provider', 'provider_message_id'}
+local function fill(into, from)
+  local changed = false
+  for _, k in ipairs(sticky) do
+    if into[k] == nil and from[k] ~= nil then into[k] = from[k]; changed = true end
+  end
+  return changed
+end
 local cur = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
-if cur and tonumber(cur) > tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'r:' .. ARGV[1], ARGV[3])
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(cur) > tonumber(ARGV[3]) then
+  if old then
+    local o = cjson.decode(old)
+    if fill(o, cjson.decode(ARGV[2])) then redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(o)) end
+  end
+  return 0
+end
+local record = ARGV[2]
+if old then
+  local n = cjson.decode(record)
+  if fill(n, cjson.decode(old)) then record = cjson.encode(n) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], record, 'r:' .. ARGV[1], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
@@ -56,26 +83,18 @@ class StatusStore:
             "provider_message_id": event.provider_message_id,
             "attempts": event.attempts,
             "reason": event.reason,
+            "next_attempt_at": event.next_attempt_at,
         }
         record = {k: v for k, v in record.items() if v is not None}
         return bool(
             await self._update(keys=[key], args=[field, orjson.dumps(record), RANK[event.status], self.ttl_s])
         )
 
-    async def accept(self, key: str, meta: dict[str, Any], at: float) -> None:
-        record = orjson.dumps({"status": "accepted", "updated_at": at})
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hsetnx(key, "meta", orjson.dumps(meta))
-            pipe.hsetnx(key, "n", record)
-            pipe.hsetnx(key, "r:n", 0)
-            pipe.expire(key, self.ttl_s)
-            await pipe.execute()
-
-    async def read(self, key: str, notification_id: str) -> dict[str, Any] | None:
+    async def read(self, key: str, notification_id: str, accepted_at: float) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(key)
-        if not raw:
-            return None
-        return view(notification_id, {k.decode(): v for k, v in raw.items()})
+        if not raw and time.time() - accepted_at > self.ttl_s:
+            return None  # long gone
+        return view(notification_id, accepted_at, {k.decode(): v for k, v in raw.items()})
 
 
 def overall(n: dict[str, Any], channels: dict[str, dict[str, Any]]) -> str:
@@ -87,6 +106,8 @@ def overall(n: dict[str, Any], channels: dict[str, dict[str, Any]]) -> str:
     for best in ("delivered", "sent", "sending"):
         if best in states:
             return best
+    if "retrying" in states:
+        return "sending"
     if any(s in ("queued", "scheduled", "accepted") for s in states):
         return "scheduled" if "scheduled" in states else "accepted"
     for s in ("bounced", "failed", "expired", "cancelled"):
@@ -95,8 +116,8 @@ def overall(n: dict[str, Any], channels: dict[str, dict[str, Any]]) -> str:
     return "suppressed"
 
 
-def view(notification_id: str, fields: dict[str, bytes]) -> dict[str, Any]:
-    meta = orjson.loads(fields["meta"]) if "meta" in fields else {}
+def view(notification_id: str, accepted_at: float, fields: dict[str, bytes]) -> dict[str, Any]:
+    """The tenant's view; with no fields yet (nothing routed so far) the notification is "accepted"."""
     n = orjson.loads(fields["n"]) if "n" in fields else {"status": "accepted"}
     channels = {
         name[2:]: orjson.loads(value) for name, value in sorted(fields.items()) if name.startswith("c:")
@@ -104,8 +125,7 @@ def view(notification_id: str, fields: dict[str, bytes]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": notification_id,
         "status": overall(n, channels),
-        "accepted_at": meta.get("accepted_at"),
-        "lane": meta.get("lane"),
+        "accepted_at": accepted_at,
         "channels": channels,
     }
     if n.get("reason"):

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from herald_common.redisio import Keys
 from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn
@@ -87,6 +88,29 @@ class Store:
 
     async def delete_contact(self, tenant_id: str, contact_id: str) -> bool:
         return bool(await self.redis.delete(self.keys.contact(tenant_id, contact_id)))
+
+    async def remove_push_token(self, tenant_id: str, contact_id: str, token: str) -> bool:
+        """Drop one push token from a contact (the provider says it is gone). Read-modify-write under
+        WATCH, so a concurrent update of the contact is never overwritten; True when it was removed."""
+        key = self.keys.contact(tenant_id, contact_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        return False
+                    contact = Contact.model_validate_json(raw)
+                    kept = [t for t in contact.push_tokens if t.token != token]
+                    if len(kept) == len(contact.push_tokens):
+                        return False
+                    updated = contact.model_copy(update={"push_tokens": kept, "updated_at": now()})
+                    pipe.multi()
+                    pipe.set(key, updated.model_dump_json())
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
 
     # templates ----------------------------------------------------------------------------------------
     async def put_template(self, tenant_id: str, template_id: str, data: TemplateIn) -> Template:

@@ -9,6 +9,8 @@ rejected content).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,7 +40,12 @@ class ProviderError(Exception):
 
 
 class TransientError(ProviderError):
-    """Worth retrying later; ``retry_after`` is the provider's own hint in seconds, if it gave one."""
+    """Worth retrying later; ``retry_after`` is the provider's own hint in seconds, if it gave one.
+
+    ``provider_fault`` is False when the provider is healthy and only this message was deferred (an
+    SMTP server greylisting one recipient, say): such failures do not count toward the provider's
+    circuit breaker.
+    """
 
     def __init__(
         self,
@@ -48,10 +55,12 @@ class TransientError(ProviderError):
         provider: str | None = None,
         retry_after: float | None = None,
         throttled: bool = False,
+        provider_fault: bool = True,
     ) -> None:
         super().__init__(reason, code=code, provider=provider)
         self.retry_after = retry_after
         self.throttled = throttled
+        self.provider_fault = provider_fault
 
 
 class PermanentError(ProviderError):
@@ -69,6 +78,10 @@ class PermanentError(ProviderError):
         self.invalid_recipient = invalid_recipient
 
 
+Outcome = SendResult | ProviderError
+"""One message's result in a batch: accepted, or the error it got."""
+
+
 @runtime_checkable
 class Provider(Protocol):
     name: str
@@ -79,3 +92,26 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
     async def send(self, msg: OutboundMessage) -> SendResult: ...
+
+
+def supports_batch(provider: object) -> bool:
+    """True for adapters that send many messages per request (``send_batch``), e.g. SendGrid."""
+    return bool(getattr(provider, "supports_batch", False)) and callable(
+        getattr(provider, "send_batch", None)
+    )
+
+
+async def send_many(provider: Provider, msgs: Sequence[OutboundMessage]) -> list[Outcome]:
+    """One outcome per message, in order: the provider's own batch call when it has one, else one
+    ``send`` per message, concurrently. Only :class:`ProviderError` is turned into an outcome."""
+    if supports_batch(provider):
+        results: list[Outcome] = await provider.send_batch(msgs)  # type: ignore[attr-defined]
+        return results
+
+    async def one(msg: OutboundMessage) -> Outcome:
+        try:
+            return await provider.send(msg)
+        except ProviderError as exc:
+            return exc
+
+    return list(await asyncio.gather(*(one(m) for m in msgs)))

@@ -15,7 +15,14 @@ failure counts against that provider's breaker and the same message is tried on 
 throttled answer (429) does not count, since the provider is up and the shared rate limit is what
 must adapt, but the message still moves on when ``failover_on_throttle`` is set. A permanent error
 is the message's fault, not the provider's: it is raised at once and no other provider is tried.
-The returned :class:`SendResult` names the provider that accepted the message.
+When every provider failed, the last error is raised with the longest Retry-After any of them gave.
+A transient failure that is not the provider's fault (``provider_fault=False``: one recipient
+greylisted) does not count against the breaker either. The returned :class:`SendResult` names the
+provider that accepted the message.
+
+:meth:`FailoverChain.send_batch` does the same for a batch: the batch goes to the first provider
+whose breaker allows it (in one request where the adapter batches, e.g. SendGrid), and only the
+messages that failed transiently move on to the next. One batch counts as one call for the breaker.
 """
 
 from __future__ import annotations
@@ -24,7 +31,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 
-from herald_providers.base import OutboundMessage, PermanentError, Provider, SendResult, TransientError
+from herald_providers.base import (
+    OutboundMessage,
+    Outcome,
+    PermanentError,
+    Provider,
+    SendResult,
+    TransientError,
+    send_many,
+    supports_batch,
+)
 
 
 class BreakerState(StrEnum):
@@ -118,6 +134,7 @@ class FailoverChain:
         for p in providers:
             self.breakers.setdefault(p.name, CircuitBreaker())
         self._failover_on_throttle = failover_on_throttle
+        self.supports_batch = any(supports_batch(p) for p in providers)
 
     async def start(self) -> None:
         for p in self.providers:
@@ -139,10 +156,10 @@ class FailoverChain:
                 breaker.record_success()  # the provider answered; the message is at fault
                 raise
             except TransientError as exc:
-                last = exc
-                if exc.throttled:
+                last = _latest(last, exc)
+                if exc.throttled or not exc.provider_fault:
                     breaker.record_success()
-                    if not self._failover_on_throttle:
+                    if exc.throttled and not self._failover_on_throttle:
                         raise
                 else:
                     breaker.record_failure()
@@ -151,7 +168,54 @@ class FailoverChain:
             return result
         if last is not None:
             raise last
+        raise self._all_open()
+
+    async def send_batch(self, msgs: Sequence[OutboundMessage]) -> list[Outcome]:
+        """One outcome per message, in order; transient failures move on to the next provider."""
+        results: list[Outcome | None] = [None] * len(msgs)
+        last: dict[int, TransientError] = {}
+        pending = list(range(len(msgs)))
+        for provider in self.providers:
+            if not pending:
+                break
+            breaker = self.breakers[provider.name]
+            if not breaker.allow():
+                continue
+            outcomes = await send_many(provider, [msgs[i] for i in pending])
+            answered, failed, again = False, False, []
+            for i, outcome in zip(pending, outcomes, strict=True):
+                if not isinstance(outcome, TransientError):
+                    results[i] = outcome  # accepted, or the message's own permanent error
+                    answered = True
+                    continue
+                last[i] = _latest(last.get(i), outcome)
+                if outcome.throttled or not outcome.provider_fault:
+                    answered = True
+                    if outcome.throttled and not self._failover_on_throttle:
+                        results[i] = outcome
+                        continue
+                else:
+                    failed = True
+                again.append(i)
+            if failed and not answered:
+                breaker.record_failure()
+            else:
+                breaker.record_success()
+            pending = again
+        for i in pending:
+            results[i] = last[i] if i in last else self._all_open()
+        return [r for r in results if r is not None]
+
+    def _all_open(self) -> TransientError:
         wait = min(self.breakers[p.name].retry_after() for p in self.providers)
-        raise TransientError(
+        return TransientError(
             "every provider's circuit is open", code="circuit_open", provider=self.name, retry_after=wait
         )
+
+
+def _latest(previous: TransientError | None, error: TransientError) -> TransientError:
+    """The error to report after trying another provider: the newest one, but keeping the longest
+    Retry-After any provider asked for (the next attempt starts with the first provider again)."""
+    if previous is not None and previous.retry_after is not None:
+        error.retry_after = max(previous.retry_after, error.retry_after or 0.0)
+    return error

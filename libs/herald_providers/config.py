@@ -19,8 +19,10 @@ from herald_providers.base import Provider
 from herald_providers.fcm import FcmProvider, ServiceAccount
 from herald_providers.sendgrid import SendGridProvider
 from herald_providers.twilio import TwilioProvider
+from herald_providers.webhooks import load_public_key
 
 HTTP_PROVIDERS = ("sendgrid", "twilio", "fcm")
+TWILIO_RECEIPT_PATH = "/v1/receipts/twilio"
 T = TypeVar("T")
 
 
@@ -45,7 +47,14 @@ class ProviderSettings(BaseSettings):
         description="default SMS sender: E.164 number, alphanumeric id, or Messaging Service SID (MG...)",
     )
     twilio_status_callback_url: str | None = Field(
-        None, description="public URL Twilio posts delivery status to (the gateway's /v1/receipts/twilio)"
+        None,
+        description="URL Twilio posts delivery status to; defaults to "
+        "HERALD_PUBLIC_BASE_URL + /v1/receipts/twilio when that is set",
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="the gateway's public base URL (https://herald.example.com): where providers post "
+        "receipts; Twilio signs callbacks against it",
     )
     fcm_base_url: str = Field("https://fcm.googleapis.com", description="FCM HTTP v1 API root")
     fcm_token_url: str = Field(
@@ -57,12 +66,63 @@ class ProviderSettings(BaseSettings):
     fcm_credentials_file: Path | None = Field(None, description="path of the service-account JSON key file")
     provider_timeout_s: float = Field(10.0, gt=0, le=120, description="total timeout of one provider request")
 
-    @field_validator("sendgrid_base_url", "twilio_base_url", "fcm_base_url", "fcm_token_url")
+    @field_validator(
+        "sendgrid_base_url", "twilio_base_url", "fcm_base_url", "fcm_token_url", "public_base_url"
+    )
     @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+    def _http_url(cls, v: str | None) -> str | None:
+        return _http(v)
+
+    def twilio_callback(self) -> str | None:
+        if self.twilio_status_callback_url:
+            return self.twilio_status_callback_url
+        return f"{self.public_base_url}{TWILIO_RECEIPT_PATH}" if self.public_base_url else None
+
+
+class ReceiptSettings(BaseSettings):
+    """What the gateway needs to verify and map provider receipts (``POST /v1/receipts/{provider}``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", frozen=True)
+
+    sendgrid_webhook_public_key: str | None = Field(
+        None,
+        description="SendGrid Event Webhook verification key (base64 DER or PEM); "
+        "unset refuses SendGrid receipts",
+    )
+    sendgrid_webhook_max_age_s: int = Field(
+        600, ge=1, le=86_400, description="refuse signed SendGrid events whose timestamp is older than this"
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, description="Twilio Auth Token; verifies X-Twilio-Signature (unset refuses Twilio receipts)"
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="the gateway's public base URL; Twilio signs the callback URL under it "
+        "(unset: the URL as the gateway received it)",
+    )
+    receipt_dedupe_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="how long a receipt's event id is remembered to drop replays"
+    )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        return _http(v)
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v:
+            load_public_key(v)
+        return v or None
+
+
+def _http(v: str | None) -> str | None:
+    if v is None:
+        return None
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return v.rstrip("/")
 
 
 def build_http_provider(name: str, settings: ProviderSettings, session: aiohttp.ClientSession) -> Provider:
@@ -87,7 +147,8 @@ def build_http_provider(name: str, settings: ProviderSettings, session: aiohttp.
             auth_token=token.get_secret_value(),
             base_url=settings.twilio_base_url,
             sender=settings.twilio_from,
-            status_callback_url=settings.twilio_status_callback_url,
+            status_callback_url=settings.twilio_callback(),
+            callback_ids=True,
             session=session,
             timeout_s=timeout,
         )

@@ -64,6 +64,7 @@ Result = SendResult | ProviderError
 
 class SendGridProvider:
     channel = "email"
+    supports_batch = True
 
     def __init__(
         self,
@@ -117,6 +118,17 @@ class SendGridProvider:
             for i, result in zip(chunk, outcome, strict=True):
                 results[i] = result
         return [r for r in results if r is not None]
+
+    def requests_needed(self, msgs: Sequence[OutboundMessage]) -> int:
+        """How many HTTP requests :meth:`send_batch` makes for ``msgs`` (what a rate limit counts)."""
+        sizes: dict[bytes, int] = {}
+        for msg in msgs:
+            try:
+                key = self._group_key(msg)
+            except PermanentError:
+                continue
+            sizes[key] = sizes.get(key, 0) + 1
+        return sum(-(-n // self._max) for n in sizes.values())
 
     def _group_key(self, msg: OutboundMessage) -> bytes:
         if not _EMAIL.match(msg.to) or len(msg.to) > 254:

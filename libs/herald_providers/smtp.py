@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, make_msgid
 
 import aiosmtplib
 
@@ -31,20 +34,39 @@ class SmtpConfig:
     message_id_domain: str = "herald.local"
 
 
-def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> EmailMessage:
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP  # readable in a raw .eml, safe for any text
+
+
+def _text(body: str, subtype: str) -> MIMEText:
+    return MIMEText(body, subtype, _UTF8)  # type: ignore[arg-type]  # a Charset instance is accepted
+
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> Message:
+    """The RFC 5322 message, built with the compat32 MIME classes: several times cheaper per message
+    than the modern EmailMessage API, whose header objects parse everything they are given."""
     content = msg.content
-    email = EmailMessage()
+    text, html = content.get("text"), content.get("html")
+    body = text or "This message is best viewed in an HTML-capable mail client."
+    email: Message
+    if html:
+        email = MIMEMultipart("alternative")
+        email.attach(_text(body, "plain"))
+        email.attach(_text(html, "html"))
+    else:
+        email = _text(body, "plain")
     sender = content.get("from") or cfg.default_from
     name = content.get("from_name") or cfg.default_from_name
-    email["From"] = formataddr((name, sender)) if name else sender
-    email["To"] = str(Address(addr_spec=msg.to))
-    email["Subject"] = content.get("subject", "")
+    email["From"] = formataddr((name, sender), charset="utf-8") if name else sender
+    email["To"] = msg.to
+    email["Subject"] = _header(content.get("subject", ""))  # type: ignore[assignment]  # Header is accepted
+    email["Date"] = formatdate(usegmt=True)
     email["Message-ID"] = make_msgid(idstring=msg.delivery_id, domain=cfg.message_id_domain)
     email["X-Herald-Delivery-Id"] = msg.delivery_id
-    text, html = content.get("text"), content.get("html")
-    email.set_content(text or "This message is best viewed in an HTML-capable mail client.")
-    if html:
-        email.add_alternative(html, subtype="html")
     return email
 
 
@@ -114,4 +136,5 @@ class SmtpProvider:
         reason = f"smtp {code}: {text}"[:300]
         if code >= 500:
             return PermanentError(reason, code=str(code), provider=self.name, invalid_recipient=recipient)
-        return TransientError(reason, code=str(code), provider=self.name)
+        # A 4xx for one recipient (greylisting, full mailbox) says nothing about the server's health.
+        return TransientError(reason, code=str(code), provider=self.name, provider_fault=not recipient)

@@ -3,8 +3,10 @@
 Wire format: ``POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json``, HTTP basic auth
 (AccountSid, AuthToken), form-encoded fields ``To`` (E.164), ``From`` *or* ``MessagingServiceSid``
 (a sender id starting ``MG``), ``Body`` and optionally ``StatusCallback`` (where Twilio posts
-queued → sent → delivered/undelivered/failed). ``201 Created`` answers the Message resource as JSON;
-its ``sid`` is the provider message id. Errors answer ``{"code", "message", "more_info", "status"}``.
+queued → sent → delivered/undelivered/failed; with ``callback_ids`` the tenant, notification and
+delivery ids are added to its query, see :func:`callback_url`). ``201 Created`` answers the Message
+resource as JSON; its ``sid`` is the provider message id. Errors answer
+``{"code", "message", "more_info", "status"}``.
 
 Message content keys: ``text`` (or ``body``) and optionally ``from`` (overrides the default sender).
 
@@ -26,7 +28,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -60,6 +62,7 @@ class TwilioProvider:
         base_url: str = DEFAULT_BASE_URL,
         sender: str | None = None,
         status_callback_url: str | None = None,
+        callback_ids: bool = False,
         session: aiohttp.ClientSession | None = None,
         timeout_s: float = 10.0,
         name: str = "twilio",
@@ -70,6 +73,7 @@ class TwilioProvider:
         self._headers = {"Authorization": f"Basic {credentials}"}
         self._sender = sender
         self._callback = status_callback_url
+        self._callback_ids = callback_ids
         self._session = session
         self._owns_session = session is None
         self._timeout_s = timeout_s
@@ -115,7 +119,9 @@ class TwilioProvider:
         form = {"To": msg.to, "Body": body}
         form["MessagingServiceSid" if _is_messaging_service(sender) else "From"] = sender
         if self._callback:
-            form["StatusCallback"] = self._callback
+            form["StatusCallback"] = (
+                callback_url(self._callback, msg) if self._callback_ids else self._callback
+            )
         return form
 
     def _error(
@@ -140,6 +146,22 @@ class TwilioProvider:
         return classify_status(
             status, provider=self.name, reason=reason, code=code_s, retry_after=retry_after
         )
+
+
+CALLBACK_IDS = ("tenant", "notification", "delivery")
+
+
+def callback_url(base: str, msg: OutboundMessage) -> str:
+    """The StatusCallback URL for one message: ``base`` plus the ids its receipt maps back to
+    (``?tenant=…&notification=…&delivery=…``). Twilio signs the URL with its query, so the ids cannot
+    be altered by whoever posts a callback."""
+    ids = {
+        "tenant": msg.tenant_id,
+        "notification": msg.metadata.get("notification_id", ""),
+        "delivery": msg.delivery_id,
+    }
+    query = urlencode({k: v for k, v in ids.items() if v})
+    return f"{base}{'&' if '?' in base else '?'}{query}"
 
 
 def is_e164(number: str) -> bool:

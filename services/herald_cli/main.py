@@ -52,6 +52,24 @@ def cmd_tracker(args: argparse.Namespace) -> None:
     run_service("tracker", settings, lambda lc: serve(settings, lc))
 
 
+def cmd_scheduler(args: argparse.Namespace) -> None:
+    from herald_common.service import run_service
+    from herald_scheduler.main import serve
+    from herald_scheduler.settings import SchedulerSettings
+
+    settings = load(SchedulerSettings)
+    run_service("scheduler", settings, lambda lc: serve(settings, lc))
+
+
+def cmd_dlq(args: argparse.Namespace) -> None:
+    from herald_common.settings import CommonSettings
+    from herald_sender.dlq import run_cli
+
+    if args.action == "replay" and not (args.delivery_id or args.all):
+        raise SystemExit("herald dlq replay: give --delivery-id ID or --all")
+    sys.exit(asyncio.run(run_cli(load(CommonSettings), args.action, args.delivery_id)))
+
+
 def cmd_topics(args: argparse.Namespace) -> None:
     from herald_common.kafka import create_topics
     from herald_common.settings import CommonSettings
@@ -82,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lane", choices=LANES)
     p.set_defaults(func=cmd_sender)
     sub.add_parser("tracker", help="status events → notification status").set_defaults(func=cmd_tracker)
+    sub.add_parser("scheduler", help="releases delayed work (retries) when due").set_defaults(
+        func=cmd_scheduler
+    )
+    p = sub.add_parser("dlq", help="the sender's dead letters: list them as JSON lines, or replay them")
+    p.add_argument("action", choices=["list", "replay"])
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--delivery-id", help="replay this delivery's dead letter")
+    which.add_argument("--all", action="store_true", help="replay every dead letter not replayed yet")
+    p.set_defaults(func=cmd_dlq)
     p = sub.add_parser("topics", help="create Herald's Kafka topics")
     p.add_argument("action", choices=["create"])
     p.add_argument("--partitions", type=int, default=12)

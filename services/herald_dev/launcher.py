@@ -1,8 +1,10 @@
 """``herald dev``: the whole platform on one machine, on embedded defaults.
 
 Starts (unless the environment already points at one) a Kafka-protocol broker, a Redis-protocol
-server and a local SMTP peer; creates the topics; starts every service as its own process with JSON
-logs on stdout; serves the outbox page; seeds a demo tenant and prints a first request to try.
+server, a local SMTP peer and local Twilio, FCM (and, when HERALD_EMAIL_PROVIDERS names it, SendGrid)
+peers; creates the topics; starts every service as its own process with JSON logs on stdout (senders
+for email, SMS and push on both lanes, and the scheduler); serves the outbox page; seeds a demo
+tenant whose contact has an email address, a phone and a push token, and prints requests to try.
 Ctrl-C stops everything cleanly (services drain first, then the infrastructure).
 """
 
@@ -25,6 +27,7 @@ from herald_common.kafka import create_topics
 from herald_common.topics import Topics
 from herald_dev.infra import Managed, free_port, port_open, start_broker, start_valkey
 from herald_dev.outbox import Outbox, outbox_app
+from herald_dev.peers.local import LocalPeers
 from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
 
 SERVICES: list[tuple[str, list[str]]] = [
@@ -33,6 +36,11 @@ SERVICES: list[tuple[str, list[str]]] = [
     ("router-bulk", ["router", "--lane", "bulk"]),
     ("sender-email-transactional", ["sender", "--channel", "email", "--lane", "transactional"]),
     ("sender-email-bulk", ["sender", "--channel", "email", "--lane", "bulk"]),
+    ("sender-sms-transactional", ["sender", "--channel", "sms", "--lane", "transactional"]),
+    ("sender-sms-bulk", ["sender", "--channel", "sms", "--lane", "bulk"]),
+    ("sender-push-transactional", ["sender", "--channel", "push", "--lane", "transactional"]),
+    ("sender-push-bulk", ["sender", "--channel", "push", "--lane", "bulk"]),
+    ("scheduler", ["scheduler"]),
     ("tracker", ["tracker"]),
 ]
 
@@ -45,9 +53,20 @@ DEMO_TEMPLATE = {
         "text": "Enjoy the film, {{ contact.first_name }}! {{ data.film }}, screen {{ data.screen }}, "
         "seat {{ data.seat }}.",
     },
+    "sms": {
+        "text": "{{ contact.first_name }}, {{ data.film }} is booked: "
+        "screen {{ data.screen }}, seat {{ data.seat }}."
+    },
+    "push": {
+        "title": "Booking confirmed",
+        "body": "{{ data.film }}: screen {{ data.screen }}, seat {{ data.seat }}",
+        "data": {"film": "{{ data.film }}"},
+    },
 }
 DEMO_CONTACT = {
     "email": "member@example.com",
+    "phone": "+447911123456",
+    "push_tokens": [{"token": "demo-device-token-0123456789", "platform": "android"}],
     "locale": "en-GB",
     "timezone": "Europe/London",
     "attributes": {"first_name": "Alex", "tier": "gold"},
@@ -69,6 +88,7 @@ class DevStack:
         self.infra: list[Managed] = []
         self.children: dict[str, Managed] = {}
         self.smtp: SmtpPeer | None = None
+        self.peers = LocalPeers(root, Outbox(root / "outbox"))
         self.env: dict[str, str] = {}
         self.stopping = asyncio.Event()
 
@@ -95,6 +115,14 @@ class DevStack:
         env.setdefault("HERALD_ADMIN_TOKEN", secrets.token_urlsafe(24))
         env.setdefault("HERALD_LOG_FORMAT", "json")
         self.env = env
+
+    async def start_peers(self, public_base_url: str) -> None:
+        """Twilio, FCM (and SendGrid) peers for whatever the environment does not point elsewhere."""
+        self.env.setdefault("HERALD_PUBLIC_BASE_URL", public_base_url)
+        added = await self.peers.start(self.env, self.env["HERALD_PUBLIC_BASE_URL"])
+        self.env.update(added)
+        for name, url in self.peers.started.items():
+            say(f"  {name} peer (captures into outbox) {url}")
 
     def start_services(self) -> None:
         for name, args in SERVICES:
@@ -127,6 +155,7 @@ class DevStack:
             await asyncio.to_thread(child.stop, 30.0)
         if self.smtp is not None:
             self.smtp.stop()
+        await self.peers.stop()
         for proc in reversed(self.infra):
             proc.stop()
 
@@ -167,31 +196,41 @@ async def seed_demo(base: str, admin_token: str) -> str:
 
 
 def banner(base: str, outbox_url: str, api_key: str, admin_token: str) -> str:
-    body = (
-        '{"to": {"contact_id": "member-1"}, "template_id": "booking-confirmed", '
-        '"data": {"film": "Dune: Part Two", "screen": 4, "seat": "F7"}}'
-    )
+    def body(channels: str) -> str:
+        return (
+            '{"to": {"contact_id": "member-1"}, "template_id": "booking-confirmed", '
+            f'"channels": [{channels}], '
+            '"data": {"film": "Dune: Part Two", "screen": 4, "seat": "F7"}}'
+        )
+
+    def curl(channels: str) -> str:
+        return (
+            f"  curl -sS -X POST {base}/v1/notifications \\\n"
+            f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
+            f"    -d '{body(channels)}'"
+        )
+
     return f"""
 Herald is running.
   API            {base}   (OpenAPI: {base}/v1/openapi.json)
-  outbox         {outbox_url}   (captured mail, newest first)
+  outbox         {outbox_url}   (captured email, SMS and push, newest first)
   admin token    {admin_token}
   demo API key   {api_key}
 
 Send a first email:
 
-  curl -sS -X POST {base}/v1/notifications \\
-    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\
-    -d '{body}'
+{curl('"email"')}
+
+Send the same booking to all three channels (email, SMS to +447911123456, push to the demo device):
+
+{curl('"email", "sms", "push"')}
 
 then follow it with GET {base}/v1/notifications/<id> (same header) and open the outbox.
 Ctrl-C stops everything.
 """
 
 
-async def run(args: argparse.Namespace) -> None:
-    root = Path(args.dir).resolve()
-    (root / "logs").mkdir(parents=True, exist_ok=True)
+async def run(args: argparse.Namespace, root: Path) -> None:
     stack = DevStack(root, seed=not args.no_seed)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -217,8 +256,9 @@ async def run(args: argparse.Namespace) -> None:
         )
         if port_open(http_host, http_port):
             raise SystemExit(f"port {http_port} is in use: set HERALD_HTTP_PORT to a free port")
-        stack.start_services()
         base = f"http://{http_host}:{http_port}"
+        await stack.start_peers(base)
+        stack.start_services()
         await _wait_ready(f"{base}/readyz")
         api_key = await seed_demo(base, env["HERALD_ADMIN_TOKEN"]) if stack.seed else "(not seeded)"
         text = banner(base, f"http://127.0.0.1:{outbox_port}/", api_key, env["HERALD_ADMIN_TOKEN"])
@@ -235,4 +275,6 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    asyncio.run(run(args))
+    root = Path(args.dir).resolve()
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    asyncio.run(run(args, root))

@@ -17,6 +17,7 @@ from herald_common import metrics
 from herald_common.ids import partition_key
 from herald_common.kafka import produce_many
 from herald_common.schemas import NotificationBatch, NotificationIn, NotificationRequest
+from herald_common.settings import Lane
 from herald_gateway.context import (
     CATEGORY_CACHE,
     IDS,
@@ -35,7 +36,7 @@ from herald_gateway.problems import ProblemError, json_response, parse, read_jso
 log = structlog.get_logger()
 
 
-async def lane_for(app: web.Application, tenant_id: str, n: NotificationIn) -> str:
+async def lane_for(app: web.Application, tenant_id: str, n: NotificationIn) -> Lane:
     """Explicit lane, else by category (the request's, else the template's): marketing is bulk."""
     if n.lane:
         return n.lane

@@ -55,7 +55,16 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
     ("post", "/v1/notifications", "Send a notification (202 once durable)", "NotificationIn", 202, "tenant"),
     ("post", "/v1/notifications:batch", "Send up to 1,000 notifications", "NotificationBatch", 202, "tenant"),
     ("get", "/v1/notifications/{notification_id}", "Status per channel", None, 200, "tenant"),
+    ("post", "/v1/receipts/sendgrid", "SendGrid Event Webhook (signed; deduplicated)", None, 200, "provider"),
+    ("post", "/v1/receipts/twilio", "Twilio status callback (X-Twilio-Signature)", None, 200, "provider"),
 ]
+
+# Providers authenticate receipts by signature, not by bearer token.
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "admin": [{"adminToken": []}],
+    "tenant": [{"apiKey": []}],
+    "provider": [],
+}
 
 _PROBLEM = {
     "type": "object",
@@ -92,7 +101,7 @@ def document() -> dict[str, Any]:
         ]
         op: dict[str, Any] = {
             "summary": summary,
-            "security": [{"adminToken": []}] if auth == "admin" else [{"apiKey": []}],
+            "security": _SECURITY[auth],
             "parameters": params,
             "responses": {
                 str(status): {"description": "success"},

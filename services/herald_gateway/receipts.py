@@ -34,10 +34,11 @@ import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
+from herald_common import metrics
 from herald_common.ids import partition_key
 from herald_common.logging import mask
 from herald_common.schemas import Status, StatusEvent
-from herald_common.settings import load
+from herald_common.settings import Channel
 from herald_gateway.context import KEYS, PRODUCER, REDIS, SETTINGS, STORE, TOPICS
 from herald_gateway.problems import ProblemError, json_response
 from herald_providers.config import ReceiptSettings
@@ -77,10 +78,7 @@ class Receipt:
 
 
 def add_routes(app: web.Application) -> None:
-    # The gateway's settings carry these fields once GatewaySettings includes ReceiptSettings; until
-    # then they are read from the same HERALD_* variables here, once, when the app is built.
-    base = app[SETTINGS]
-    settings = base if isinstance(base, ReceiptSettings) else load(ReceiptSettings)
+    settings: ReceiptSettings = app[SETTINGS]
     key = (
         load_public_key(settings.sendgrid_webhook_public_key)
         if settings.sendgrid_webhook_public_key
@@ -197,7 +195,7 @@ def _event(
     tenant: str,
     notification: str,
     delivery: str,
-    channel: str,
+    channel: Channel,
     status: Status,
     provider: str,
     message_id: str | None,
@@ -210,7 +208,7 @@ def _event(
         notification_id=notification,
         status=status,
         at=float(at) if isinstance(at, int | float) else time.time(),
-        channel=channel,  # type: ignore[arg-type]
+        channel=channel,
         delivery_id=delivery,
         provider=provider,
         provider_message_id=message_id,
@@ -257,6 +255,8 @@ async def _apply(request: web.Request, provider: str, receipts: list[Receipt], r
         raise ProblemError(
             503, "the receipt could not be recorded; retry later", headers={"Retry-After": "5"}
         ) from None
+    metrics.RECEIPTS.labels(provider, "applied").inc(len(fresh))
+    metrics.RECEIPTS.labels(provider, "duplicate").inc(len(receipts) - len(fresh))
     return json_response(
         {"received": received, "applied": len(fresh), "duplicates": len(receipts) - len(fresh)}
     )

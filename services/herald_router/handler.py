@@ -106,6 +106,7 @@ class Router:
                         content=rendered,
                         accepted_at=req.accepted_at,
                         expires_at=req.expires_at,
+                        contact_id=req.to.contact_id,
                     )
                 )
             metrics.ROUTED.labels(plan.channel, "routed").inc()

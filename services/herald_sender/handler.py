@@ -1,30 +1,34 @@
 """Deliver one rendered message: ledger check, provider call, outcome recorded, status emitted.
 
-Transient provider errors are retried here with exponential backoff and jitter (honouring the
-provider's Retry-After) up to ``retry_max_attempts``; then the delivery is dead-lettered and marked
-failed. Permanent errors fail at once with the provider's reason.
+- accepted → ledger ``sent``, status ``sent`` with provider, message id and attempts;
+- permanent error → ledger and status ``failed`` with the provider's reason at once; an invalid
+  address is suppressed for the tenant (a dead push token is removed from its contact);
+- transient error → the :class:`RetryPolicy` decides: a short backoff is waited in place, a longer
+  one is handed to the scheduler (ledger ``scheduled``, status ``retrying`` with ``next_attempt_at``)
+  and the handler returns, so the partition moves on; after the last attempt, or when the message
+  would expire first, the delivery goes to ``<prefix>.deadletter.sender`` and is marked ``failed``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 
-import orjson
 import pydantic
 import structlog
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
-from herald_common.ids import partition_key
 from herald_common.kafka import PoisonRecord
 from herald_common.logging import mask
-from herald_common.schemas import Delivery, StatusEvent
+from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
-from herald_providers.base import OutboundMessage, PermanentError, Provider, SendResult, TransientError
-from herald_sender.ledger import Ledger
+from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
+from herald_sender.ledger import DONE, Ledger
+from herald_sender.outbound import Outbound
+from herald_sender.report import Reporter
+from herald_sender.retry import RetryPolicy
 from herald_sender.settings import SenderSettings
 
 log = structlog.get_logger()
@@ -36,17 +40,19 @@ class Draining(Exception):
 
 
 class Sender:
-    def __init__(self, ctx: WorkerContext, settings: SenderSettings, provider: Provider) -> None:
+    def __init__(self, ctx: WorkerContext, settings: SenderSettings, outbound: Outbound) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.provider = provider
-        self.ledger = Ledger(ctx.redis, ctx.keys, settings.ledger_ttl_s)
+        self.outbound = outbound
         self.channel = settings.sender_channel
-
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        s = self.settings
-        delay = min(s.retry_max_delay_s, s.retry_base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-        return max(delay, retry_after or 0.0)
+        self.ledger = Ledger(ctx.redis, ctx.keys, settings.ledger_ttl_s)
+        self.report = Reporter(ctx, outbound.name)
+        self.retry = RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_delay_s=settings.retry_base_delay_s,
+            max_delay_s=settings.retry_max_delay_s,
+            inplace_max_s=settings.retry_inplace_max_s,
+        )
 
     async def handle(self, rec: ConsumerRecord) -> None:
         try:
@@ -56,66 +62,114 @@ class Sender:
         bound = log.bind(
             tenant=d.tenant_id, notification=d.notification_id, delivery=d.delivery_id, to=mask(d.to)
         )
-        msg = OutboundMessage(
-            d.delivery_id, d.tenant_id, d.channel, d.to, d.content, {"notification_id": d.notification_id}
-        )
+        msg = self._message(d)
         while True:
             if d.expires_at is not None and d.expires_at < time.time():
-                await self.ledger.finish(d.delivery_id, "expired", reason="expired before delivery")
-                await self._status(d, "expired", reason="expired before delivery")
+                await self._expired(rec, d)
                 return
-            go, attempts = await self.ledger.begin(d.delivery_id)
-            if not go:
+            begin = await self.ledger.begin(d.delivery_id, d.attempt)
+            if begin.outcome == "done":
                 await self._replay(d)
                 return
+            if begin.outcome == "stale":
+                metrics.DELIVERIES.labels(self.channel, self.outbound.name, "skipped_duplicate").inc()
+                return
+            attempts = begin.attempts
             started = time.perf_counter()
             try:
-                result: SendResult = await self.provider.send(msg)
+                result = await self.outbound.send(msg)
             except PermanentError as exc:
-                self._observe(started, "failed")
-                bound.info("delivery failed", reason=exc.reason)
-                await self.ledger.finish(
-                    d.delivery_id, "failed", provider=self.provider.name, reason=exc.reason
+                self._observe(started, exc.provider, "failed")
+                bound.info("delivery failed", reason=exc.reason, attempt=attempts)
+                await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=exc.reason)
+                await self.report.status(
+                    d, "failed", attempts=attempts, provider=exc.provider, reason=exc.reason
                 )
-                await self._status(d, "failed", attempts=attempts, reason=exc.reason)
+                if exc.invalid_recipient:
+                    await self.report.invalid_address(d, _contact_id(rec, d))
                 return
             except TransientError as exc:
-                if attempts >= self.settings.retry_max_attempts:
-                    self._observe(started, "dead_lettered")
-                    reason = f"gave up after {attempts} attempts: {exc.reason}"
-                    bound.warning("delivery dead-lettered", reason=reason)
-                    await self._dead_letter(rec, reason)
-                    await self.ledger.finish(
-                        d.delivery_id, "failed", provider=self.provider.name, reason=reason
-                    )
-                    await self._status(d, "failed", attempts=attempts, reason=reason)
-                    return
-                self._observe(started, "retried")
-                metrics.RETRIES_SCHEDULED.labels(self.channel).inc()
-                delay = self.backoff(attempts, exc.retry_after)
-                bound.info(
-                    "transient failure; retrying",
-                    reason=exc.reason,
-                    attempt=attempts,
-                    delay_s=round(delay, 2),
-                )
-                await self._sleep_unless_draining(delay)
-                continue
-            self._observe(started, "sent")
-            await self.ledger.finish(
-                d.delivery_id,
-                "sent",
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
-            )
-            await self._status(
-                d,
-                "sent",
-                attempts=attempts,
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
-            )
+                if await self._after_transient(rec, d, attempts, exc, started, bound):
+                    continue
+                return
+            await self._sent(d, attempts, result, started)
             return
+
+    async def _after_transient(
+        self,
+        rec: ConsumerRecord,
+        d: Delivery,
+        attempts: int,
+        exc: TransientError,
+        started: float,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> bool:
+        """Act on a transient failure; True means try again now (after an in-place wait)."""
+        now = time.time()
+        decision = self.retry.decide(attempts, exc, now=now, expires_at=d.expires_at)
+        if decision.action == "dead_letter":
+            self._observe(started, exc.provider, "dead_lettered")
+            bound.warning("delivery dead-lettered", reason=decision.reason, attempt=attempts)
+            await self.report.dead_letter(rec, d, attempts, decision.reason)
+            await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=decision.reason)
+            await self.report.status(
+                d, "failed", attempts=attempts, provider=exc.provider, reason=decision.reason
+            )
+            return False
+        self._observe(started, exc.provider, "retried")
+        bound.info(
+            "transient failure; retrying",
+            reason=exc.reason,
+            attempt=attempts,
+            delay_s=round(decision.delay_s, 3),
+            via="in_place" if decision.action == "in_place" else "scheduler",
+        )
+        if decision.action == "in_place":
+            metrics.RETRIES_SCHEDULED.labels(self.channel).inc()
+            await self._sleep_unless_draining(decision.delay_s)
+            return True
+        due_at = now + decision.delay_s
+        # The retry is durable in the scheduler's set before the ledger says so and before the
+        # handler returns (and the runner commits): a crash in between leaves a stale copy at most.
+        await self.report.retry_later(rec, d, attempts + 1, due_at)
+        await self.ledger.schedule(d.delivery_id, attempts + 1, due_at, exc.reason)
+        await self.report.status(
+            d, "retrying", attempts=attempts, provider=exc.provider, reason=exc.reason, next_attempt_at=due_at
+        )
+        return False
+
+    async def _sent(self, d: Delivery, attempts: int, result: SendResult, started: float) -> None:
+        self._observe(started, result.provider, "sent")
+        await self.ledger.finish(
+            d.delivery_id, "sent", provider=result.provider, provider_message_id=result.provider_message_id
+        )
+        await self.report.status(
+            d,
+            "sent",
+            attempts=attempts,
+            provider=result.provider,
+            provider_message_id=result.provider_message_id,
+        )
+
+    async def _expired(self, rec: ConsumerRecord, d: Delivery) -> None:
+        if d.attempt <= 1:  # never tried: it simply expired on the way
+            await self.ledger.finish(d.delivery_id, "expired", reason="expired before delivery")
+            await self.report.status(d, "expired", reason="expired before delivery")
+            return
+        reason = f"expired before attempt {d.attempt}"
+        await self.report.dead_letter(rec, d, d.attempt - 1, reason)
+        await self.ledger.finish(d.delivery_id, "failed", reason=reason)
+        await self.report.status(d, "failed", attempts=d.attempt - 1, reason=reason)
+
+    def _message(self, d: Delivery) -> OutboundMessage:
+        content = d.content
+        if d.channel == "email" and not content.get("from"):
+            content = {**content, "from": self.settings.email_from}
+            if self.settings.email_from_name and not content.get("from_name"):
+                content["from_name"] = self.settings.email_from_name
+        return OutboundMessage(
+            d.delivery_id, d.tenant_id, d.channel, d.to, content, {"notification_id": d.notification_id}
+        )
 
     async def _sleep_unless_draining(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -125,48 +179,32 @@ class Sender:
 
     async def _replay(self, d: Delivery) -> None:
         """Already done: say so again (the tracker ignores repeats) in case the first status was lost."""
-        metrics.DELIVERIES.labels(self.channel, self.provider.name, "skipped_duplicate").inc()
+        metrics.DELIVERIES.labels(self.channel, self.outbound.name, "skipped_duplicate").inc()
         entry = await self.ledger.get(d.delivery_id)
-        if entry is not None and entry.state in ("sent", "failed", "expired", "delivered", "bounced"):
-            await self._status(
+        if entry is not None and entry.state in DONE:
+            await self.report.status(
                 d,
-                entry.state,
+                entry.state,  # type: ignore[arg-type]
                 attempts=entry.attempts,
                 provider=entry.provider,
                 provider_message_id=entry.provider_message_id,
                 reason=entry.reason,
             )
 
-    def _observe(self, started: float, status: str) -> None:
-        metrics.PROVIDER_LATENCY.labels(self.channel, self.provider.name).observe(
-            time.perf_counter() - started
-        )
-        metrics.DELIVERIES.labels(self.channel, self.provider.name, status).inc()
+    def _observe(self, started: float, provider: str | None, status: str) -> None:
+        name = provider or self.outbound.name
+        metrics.PROVIDER_LATENCY.labels(self.channel, name).observe(time.perf_counter() - started)
+        metrics.DELIVERIES.labels(self.channel, name, status).inc()
 
-    async def _status(self, d: Delivery, status: str, **fields: object) -> None:
-        event = StatusEvent(
-            tenant_id=d.tenant_id,
-            notification_id=d.notification_id,
-            status=status,
-            at=time.time(),
-            channel=d.channel,
-            delivery_id=d.delivery_id,
-            provider=fields.pop("provider", self.provider.name),
-            **fields,
-        )
-        await self.ctx.producer.send_and_wait(
-            self.ctx.topics.status,
-            orjson.dumps(event.model_dump(exclude_none=True)),
-            key=partition_key(d.tenant_id, d.notification_id),
-        )
 
-    async def _dead_letter(self, rec: ConsumerRecord, reason: str) -> None:
-        metrics.DEAD_LETTERS.labels(self.channel).inc()
-        headers = [
-            *(rec.headers or ()),
-            ("x-herald-error", reason[:500].encode()),
-            ("x-herald-source-topic", rec.topic.encode()),
-        ]
-        await self.ctx.producer.send_and_wait(
-            self.ctx.topics.dead_letters("sender"), rec.value, key=rec.key, headers=headers
-        )
+def _contact_id(rec: ConsumerRecord, d: Delivery) -> str | None:
+    """The contact an address came from: the delivery says so, or (from routers that do not set it
+    yet) the record key ``<tenant>:<recipient>`` names a contact id rather than the address itself."""
+    if d.contact_id:
+        return d.contact_id
+    if rec.key is None:
+        return None
+    tenant, _, recipient = rec.key.decode(errors="replace").partition(":")
+    if tenant != d.tenant_id or not recipient or recipient == d.to:
+        return None
+    return recipient

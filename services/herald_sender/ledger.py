@@ -1,16 +1,24 @@
 """The delivery ledger in Redis: one hash per deterministic delivery id.
 
-``begin`` atomically refuses a delivery that already reached ``sent`` or a final state (so a
-redelivered Kafka record is not sent twice) and otherwise marks it ``sending`` and counts the attempt.
-``finish`` records the outcome. The only duplicate window is a crash after the provider accepted and
-before ``finish`` wrote ``sent``: the record is redelivered, the ledger still says ``sending``, and the
-message is sent again.
+States: ``sending`` (an attempt is under way) → ``scheduled`` (a transient failure; attempt
+``next_attempt`` is held by the scheduler until ``due_at``) → ``sending`` … → ``sent`` (provider
+accepted) → ``delivered`` / ``bounced`` / ``failed`` / ``expired``.
+
+``begin`` is one Lua script: it refuses a delivery that already reached ``sent`` or a final state (a
+redelivered Kafka record is not sent twice), refuses a stale copy (a record for attempt n arriving
+when attempt n+1 is already scheduled: the copy a crash left uncommitted), and otherwise marks it
+``sending`` and counts the attempt. ``finish`` records the outcome; ``schedule`` the retry.
+
+The only duplicate window is a crash after the provider accepted and before ``finish`` wrote
+``sent``: the record is redelivered, the ledger still says ``sending``, and the message is sent
+again.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import redis.asyncio as aioredis
 
@@ -20,15 +28,27 @@ DONE = ("sent", "delivered", "bounced", "failed", "expired")
 
 _BEGIN = """
 local state = redis.call('HGET', KEYS[1], 'state')
+local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
 if state then
-  for i = 2, #ARGV do
-    if state == ARGV[i] then return {state, redis.call('HGET', KEYS[1], 'attempts') or '0'} end
+  for i = 4, #ARGV do
+    if state == ARGV[i] then return {'done', attempts} end
+  end
+  if state == 'scheduled' then
+    local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_attempt') or '0')
+    if tonumber(ARGV[2]) < nxt then return {'stale', attempts} end
   end
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'sending', 'updated_at', ARGV[1])
-return {'sending', tostring(attempts)}
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {'go', tostring(attempts)}
 """
+
+
+@dataclass(slots=True, frozen=True)
+class Begin:
+    outcome: Literal["go", "done", "stale"]
+    attempts: int
 
 
 @dataclass(slots=True)
@@ -47,10 +67,18 @@ class Ledger:
         self.ttl_s = ttl_s
         self._begin = redis.register_script(_BEGIN)
 
-    async def begin(self, delivery_id: str) -> tuple[bool, int]:
-        """Returns (go, attempts). go is False when the delivery was already done."""
-        state, attempts = await self._begin(keys=[self.keys.ledger(delivery_id)], args=[time.time(), *DONE])
-        return state == b"sending", int(attempts)
+    async def begin(self, delivery_id: str, attempt: int = 1) -> Begin:
+        """Start an attempt of a record that carries attempt number ``attempt``."""
+        outcome, attempts = await self._begin(
+            keys=[self.keys.ledger(delivery_id)], args=[time.time(), attempt, self.ttl_s, *DONE]
+        )
+        return Begin(outcome.decode(), int(attempts))
+
+    async def schedule(self, delivery_id: str, next_attempt: int, due_at: float, reason: str) -> None:
+        await self._write(
+            delivery_id,
+            {"state": "scheduled", "next_attempt": next_attempt, "due_at": due_at, "reason": reason},
+        )
 
     async def finish(
         self,
@@ -61,18 +89,19 @@ class Ledger:
         provider_message_id: str | None = None,
         reason: str | None = None,
     ) -> None:
-        key = self.keys.ledger(delivery_id)
-        fields = {
-            "state": state,
-            "updated_at": time.time(),
-            "provider": provider or "",
-            "provider_message_id": provider_message_id or "",
-            "reason": reason or "",
-        }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self.ttl_s)
-            await pipe.execute()
+        await self._write(
+            delivery_id,
+            {
+                "state": state,
+                "provider": provider or "",
+                "provider_message_id": provider_message_id or "",
+                "reason": reason or "",
+            },
+        )
+
+    async def reset(self, delivery_id: str) -> None:
+        """Forget a delivery, so its next record is attempted afresh (a dead letter replayed)."""
+        await self.redis.delete(self.keys.ledger(delivery_id))
 
     async def get(self, delivery_id: str) -> Entry | None:
         raw = await self.redis.hgetall(self.keys.ledger(delivery_id))
@@ -86,3 +115,10 @@ class Ledger:
             d.get("provider_message_id") or None,
             d.get("reason") or None,
         )
+
+    async def _write(self, delivery_id: str, fields: dict[str, str | int | float]) -> None:
+        key = self.keys.ledger(delivery_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={**fields, "updated_at": time.time()})
+            pipe.expire(key, self.ttl_s)
+            await pipe.execute()

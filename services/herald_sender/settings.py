@@ -1,13 +1,25 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from herald_common.settings import Channel, ConsumerSettings, Lane
+from herald_providers.config import ProviderSettings
+
+KNOWN_PROVIDERS: dict[str, str] = {"smtp": "email", "sendgrid": "email", "twilio": "sms", "fcm": "push"}
 
 
-class SenderSettings(ConsumerSettings):
+class SenderSettings(ConsumerSettings, ProviderSettings):
     sender_channel: Channel = Field("email", description="which channel this sender delivers")
     sender_lane: Lane = Field("transactional", description="which lane this sender consumes")
+
+    # which providers, in failover order -------------------------------------------------------------
+    email_providers: str = Field(
+        "smtp", description="email providers in failover order, comma-separated (smtp, sendgrid)"
+    )
+    sms_providers: str = Field("twilio", description="SMS providers in failover order (twilio)")
+    push_providers: str = Field("fcm", description="push providers in failover order (fcm)")
+
+    # SMTP ------------------------------------------------------------------------------------------
     smtp_host: str = Field("127.0.0.1", description="SMTP server host")
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_username: str | None = None
@@ -18,9 +30,72 @@ class SenderSettings(ConsumerSettings):
     smtp_timeout_s: float = Field(15.0, gt=0, le=300)
     email_from: str = Field("no-reply@herald.local", description="From address when the tenant sets none")
     email_from_name: str | None = Field("Herald", description="From display name when the tenant sets none")
+
+    # SendGrid batching ------------------------------------------------------------------------------
+    sendgrid_batch_max: int = Field(
+        1000, ge=1, le=1000, description="most recipients per SendGrid request (SendGrid's limit is 1,000)"
+    )
+    sendgrid_batch_linger_ms: float = Field(
+        20.0, ge=0, le=5000, description="how long a SendGrid batch waits to fill before it is sent"
+    )
+
+    # retries ---------------------------------------------------------------------------------------
     retry_max_attempts: int = Field(
         5, ge=1, le=100, description="attempts before a delivery is dead-lettered"
     )
     retry_base_delay_s: float = Field(0.5, gt=0, le=600, description="first backoff; doubles per attempt")
-    retry_max_delay_s: float = Field(30.0, gt=0, le=3600)
+    retry_max_delay_s: float = Field(30.0, gt=0, le=3600, description="longest backoff between attempts")
+    retry_inplace_max_s: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="backoffs up to this long are waited in place; longer ones go through the scheduler "
+        "so the partition keeps moving (0: every retry goes through the scheduler)",
+    )
     ledger_ttl_s: int = Field(7 * 24 * 3600, ge=3600, description="how long delivery ledger entries live")
+
+    # circuit breakers --------------------------------------------------------------------------------
+    breaker_failure_threshold: int = Field(
+        5, ge=1, le=1000, description="consecutive provider failures that open its circuit"
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, le=3600, description="how long an open circuit refuses calls before one probe"
+    )
+
+    # shared outbound rate limits per provider account (0 = unlimited) ---------------------------------
+    smtp_rate_per_s: float = Field(0.0, ge=0, description="SMTP messages per second, all replicas together")
+    smtp_burst: int = Field(50, ge=1, description="SMTP messages allowed at once above the rate")
+    sendgrid_rate_per_s: float = Field(0.0, ge=0, description="SendGrid requests per second, all replicas")
+    sendgrid_burst: int = Field(20, ge=1, description="SendGrid requests allowed at once above the rate")
+    twilio_rate_per_s: float = Field(0.0, ge=0, description="Twilio messages per second, all replicas")
+    twilio_burst: int = Field(20, ge=1, description="Twilio messages allowed at once above the rate")
+    fcm_rate_per_s: float = Field(0.0, ge=0, description="FCM messages per second, all replicas")
+    fcm_burst: int = Field(100, ge=1, description="FCM messages allowed at once above the rate")
+    rate_limit_bulk_reserve: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="share of each burst kept for the transactional lane; bulk only takes what is left",
+    )
+
+    @field_validator("email_providers", "sms_providers", "push_providers")
+    @classmethod
+    def _providers(cls, v: str) -> str:
+        names = [n.strip() for n in v.split(",") if n.strip()]
+        unknown = [n for n in names if n not in KNOWN_PROVIDERS]
+        if not names or unknown:
+            raise ValueError(f"expected a comma-separated list of {', '.join(KNOWN_PROVIDERS)}")
+        return ",".join(names)
+
+    def providers(self) -> list[str]:
+        """The channel's providers in failover order."""
+        raw = {"email": self.email_providers, "sms": self.sms_providers, "push": self.push_providers}
+        names = raw[self.sender_channel].split(",")
+        wrong = [n for n in names if KNOWN_PROVIDERS[n] != self.sender_channel]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} cannot deliver {self.sender_channel}")
+        return names
+
+    def rate_limit(self, provider: str) -> tuple[float, int]:
+        """(rate per second, burst) of a provider account; rate 0 means no limit."""
+        return float(getattr(self, f"{provider}_rate_per_s")), int(getattr(self, f"{provider}_burst"))

@@ -4,7 +4,8 @@ A :class:`FaultPlan` decides, per request, whether the peer misbehaves. Fraction
 deterministically (an error rate of 0.25 fails exactly every 4th request), so tests do not depend
 on luck. Precedence: ``down`` first, then 500, 429 and hang by their fractions; addresses or tokens
 in ``invalid`` get the provider's real permanent error. Every field can be changed while the peer
-runs (``plan.down = True``).
+runs (``plan.down = True``). With ``journal_on`` every answer is written to ``journal`` (when, for
+which address, which status, which Retry-After), so tests can check how a client retried.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ class RateMeter:
         self.timestamps.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answered request: monotonic time, the address it was for, status and Retry-After."""
+
+    at: float
+    to: str
+    status: int
+    retry_after: float | None
+
+
 @dataclass
 class FaultPlan:
     error_rate: float = 0.0  # fraction of requests answered 500
@@ -60,6 +71,8 @@ class FaultPlan:
     down: bool = False
     down_mode: Literal["503", "close"] = "503"  # answer 503, or drop the connection
     meter: RateMeter = field(default_factory=RateMeter)
+    journal_on: bool = False
+    journal: list[Answer] = field(default_factory=list)
     _acc: dict[str, float] = field(default_factory=dict, repr=False)
     _release: asyncio.Event | None = field(default=None, repr=False)
 
@@ -89,6 +102,15 @@ class FaultPlan:
             await asyncio.wait_for(self._release.wait(), self.hang_s)
         except TimeoutError:
             pass
+
+    def note(self, addresses: list[str], response: web.StreamResponse) -> web.StreamResponse:
+        """Journal ``response`` for each address (when ``journal_on``) and return it."""
+        if self.journal_on:
+            now = time.monotonic()
+            raw = response.headers.get("Retry-After")
+            retry_after = float(raw) if raw and raw.replace(".", "", 1).isdigit() else None
+            self.journal.extend(Answer(now, a, response.status, retry_after) for a in addresses)
+        return response
 
     def release_hangs(self) -> None:
         if self._release is not None:

@@ -199,6 +199,15 @@ class FcmPeer:
         )
 
     async def _send(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            doc = orjson.loads(raw)
+            token = str(doc["message"]["token"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            token = ""
+        return self.faults.note([token], await self._answer(request, raw))
+
+    async def _answer(self, request: web.Request, raw: bytes) -> web.StreamResponse:
         faulty = await apply_faults(request, self.faults, self._fault)
         if faulty is not None:
             return faulty
@@ -213,7 +222,7 @@ class FcmPeer:
         if request.match_info["project"] != self.project_id:
             return google_error(403, "Permission 'cloudmessaging.messages.create' denied on resource.")
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return google_error(400, "Invalid JSON payload received.")
         message = body.get("message") if isinstance(body, dict) else None

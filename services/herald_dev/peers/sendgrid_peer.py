@@ -7,20 +7,34 @@ header. Errors use SendGrid's document ``{"errors": [{"message", "field", "help"
 and invalid addresses (addresses in ``faults.invalid`` are refused as invalid), 401 for a bad key,
 413 over ``max_body_bytes``, 429 with ``Retry-After`` and ``X-RateLimit-*`` when throttling.
 Each recipient becomes one captured message: provider, to, from, subject, text, html, custom_args.
+
+Event Webhook: given ``event_webhook_url`` and a ``signing_key`` (see
+:func:`herald_providers.webhooks.generate_signing_key`), the peer then posts one JSON array of events
+per accepted request, signed like SendGrid's signed Event Webhook: ``processed`` and ``delivered``
+for each recipient, or ``bounce`` (type ``bounce``, a 550) for addresses in ``bounce``. Each event
+carries the personalization's ``custom_args`` at its top level, like SendGrid's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
+import structlog
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 from herald_dev.outbox import Outbox
 from herald_dev.peers.faults import FaultPlan, apply_faults, json_response
+from herald_providers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_event_payload
+
+log = structlog.get_logger(__name__)
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
@@ -49,8 +63,19 @@ class SendGridPeer:
         outbox: Outbox | None = None,
         keep: bool = True,
         max_body_bytes: int = 30 * 1024 * 1024,
+        event_webhook_url: str | None = None,
+        signing_key: EllipticCurvePrivateKey | None = None,
+        bounce: set[str] | None = None,
+        event_delay_s: float = 0.05,
     ) -> None:
         self.api_key = api_key
+        self.event_webhook_url = event_webhook_url
+        self.signing_key = signing_key
+        self.bounce = set(bounce or ())
+        self.event_delay_s = event_delay_s
+        self.webhook_posts: list[tuple[bytes, dict[str, str], int]] = []  # body, headers, answer (keep)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.faults = faults or FaultPlan()
         self.outbox = outbox
         self.keep = keep
@@ -62,8 +87,17 @@ class SendGridPeer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body_bytes + 1)
         app.router.add_post("/v3/mail/send", self._send)
+        app.cleanup_ctx.append(self._client)
         app.on_shutdown.append(self._shutdown)
         return app
+
+    async def _client(self, _app: web.Application) -> AsyncIterator[None]:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        yield
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._session.close()
 
     async def _shutdown(self, _app: web.Application) -> None:
         self.faults.release_hangs()
@@ -80,6 +114,16 @@ class SendGridPeer:
         return _errors(status, (None, _STATUS_MESSAGES.get(status, "error")), headers=headers)
 
     async def _send(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        if self.faults.journal_on:
+            try:
+                body = orjson.loads(await request.read())
+            except orjson.JSONDecodeError:
+                body = None
+            self.faults.note(_recipients(body), response)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         faulty = await apply_faults(request, self.faults, self._fault)
         if faulty is not None:
             return faulty
@@ -105,7 +149,64 @@ class SendGridPeer:
         message_id = secrets.token_urlsafe(16)[:22]
         self._capture(body, message_id)
         self.faults.meter.record()
+        if self.event_webhook_url and self.signing_key is not None:
+            task = asyncio.create_task(self._post_events(body, message_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return web.Response(status=202, headers={"X-Message-Id": message_id})
+
+    def events_for(self, body: dict[str, Any], message_id: str) -> list[dict[str, Any]]:
+        """What SendGrid would report for an accepted request: one outcome per recipient."""
+        events: list[dict[str, Any]] = []
+        for i, p in enumerate(body["personalizations"]):
+            args = {**body.get("custom_args", {}), **p.get("custom_args", {})}
+            for addr in p["to"]:
+                base = {
+                    "email": addr["email"],
+                    "timestamp": int(time.time()),
+                    "sg_message_id": f"{message_id}.filterdrecv-{i:04d}",
+                    "smtp-id": f"<{message_id}@herald.local>",
+                    **args,
+                }
+                events.append({**base, "event": "processed", "sg_event_id": secrets.token_urlsafe(16)})
+                if addr["email"] in self.bounce:
+                    outcome = {
+                        "event": "bounce",
+                        "type": "bounce",
+                        "status": "5.1.1",
+                        "reason": "550 5.1.1 The email account that you tried to reach does not exist.",
+                    }
+                else:
+                    outcome = {"event": "delivered", "response": "250 2.0.0 OK"}
+                events.append({**base, **outcome, "sg_event_id": secrets.token_urlsafe(16)})
+        return events
+
+    def signed(self, events: list[dict[str, Any]]) -> tuple[bytes, dict[str, str]]:
+        """A webhook body and the headers that sign it, as SendGrid's signed Event Webhook sends."""
+        assert self.signing_key is not None
+        body = orjson.dumps(events)
+        timestamp = str(int(time.time()))
+        signature = sign_event_payload(self.signing_key, timestamp, body)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: signature,
+            TIMESTAMP_HEADER: timestamp,
+        }
+        return body, headers
+
+    async def _post_events(self, request_body: dict[str, Any], message_id: str) -> None:
+        assert self._session is not None and self.event_webhook_url is not None
+        await asyncio.sleep(self.event_delay_s)
+        body, headers = self.signed(self.events_for(request_body, message_id))
+        try:
+            async with self._session.post(self.event_webhook_url, data=body, headers=headers) as resp:
+                await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("sendgrid_peer_webhook_failed", error=type(exc).__name__)
+            return
+        if self.keep:
+            self.webhook_posts.append((body, headers, status))
 
     def _validate(self, body: dict[str, Any]) -> list[tuple[str | None, str]]:
         problems: list[tuple[str | None, str]] = []
@@ -184,6 +285,13 @@ class SendGridPeer:
                     self.outbox.write("email", record)
         if self.keep:
             self.requests.append(body)
+
+
+def _recipients(body: Any) -> list[str]:
+    try:
+        return [a["email"] for p in body["personalizations"] for a in p["to"]]
+    except (KeyError, TypeError):
+        return [""]
 
 
 def _substitute(text: str, subs: dict[str, str]) -> str:

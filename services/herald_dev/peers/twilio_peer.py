@@ -111,6 +111,10 @@ class TwilioPeer:
         return twilio_error(_FAULT_CODES.get(status, 20500), headers, status)
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        return self.faults.note([form.get("To", "")], await self._answer(request, form))
+
+    async def _answer(self, request: web.Request, form: dict[str, str]) -> web.StreamResponse:
         faulty = await apply_faults(request, self.faults, self._fault)
         if faulty is not None:
             return faulty
@@ -118,7 +122,6 @@ class TwilioPeer:
         sid = request.match_info["sid"]
         if login != self.account_sid or password != self.auth_token or sid != self.account_sid:
             return twilio_error(20003)
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         to, body = form.get("To", ""), form.get("Body", "")
         sender, service = form.get("From"), form.get("MessagingServiceSid")
         if not _valid_e164(to) or to in self.faults.invalid:

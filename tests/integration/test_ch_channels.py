@@ -1,0 +1,265 @@
+"""Every channel through the API and the real provider protocols: SMS over the Twilio peer, push over
+the FCM peer, email over the SendGrid peer (micro-batched), and the receipts those peers post back
+(signed SendGrid events, signed Twilio status callbacks) folded into status and suppression."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import pytest_asyncio
+
+from herald_common.ids import delivery_id
+from herald_common.settings import load
+from herald_dev.infra import free_port
+from herald_gateway.main import serve as serve_gateway
+from herald_gateway.settings import GatewaySettings
+from herald_providers.twilio import compute_signature
+from herald_router.main import serve as serve_router
+from herald_router.settings import RouterSettings
+from herald_scheduler.main import serve as serve_scheduler
+from herald_sender.main import serve as serve_sender
+from herald_tracker.main import serve as serve_tracker
+from herald_tracker.settings import TrackerSettings
+from tests.conftest import Infra, unique
+from tests.harness import ADMIN_TOKEN, Api, Env, eventually, running
+from tests.integration.channel_support import (
+    TWILIO_TOKEN,
+    Peers,
+    provider_peers,
+    scheduler_settings,
+    sender_settings,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+PHONE = "+447911123456"
+TEMPLATE = {
+    "category": "transactional",
+    "email": {"subject": "Booked: {{ data.film }}", "text": "Enjoy {{ data.film }}"},
+    "sms": {"text": "{{ contact.first_name }}, {{ data.film }} is booked: seat {{ data.seat }}"},
+    "push": {"title": "Booked", "body": "{{ data.film }}, seat {{ data.seat }}", "data": {"screen": "4"}},
+}
+
+
+@dataclass
+class Stack:
+    api: Api
+    peers: Peers
+    base: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    env = Env(infra.bootstrap, infra.redis_url, unique("ch"))
+    await env.create_topics(partitions=4)
+    http_port = free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    async with provider_peers(tmp_path_factory.mktemp("peers"), webhook_base=base) as peers:
+        gateway = load(
+            GatewaySettings,
+            **env.settings(
+                http_port=http_port,
+                admin_token=ADMIN_TOKEN,
+                drain_timeout_s=1.0,
+                # what the gateway verifies receipts with
+                sendgrid_webhook_public_key=peers.sendgrid_public_key,
+                twilio_auth_token=TWILIO_TOKEN,
+                public_base_url=base,
+            ),
+        )
+        services = [
+            (serve_gateway, gateway),
+            (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),
+            (serve_tracker, load(TrackerSettings, **env.settings())),
+            (serve_scheduler, scheduler_settings(env)),
+            (serve_sender, sender_settings(env, peers, "email", email_providers="sendgrid")),
+            (serve_sender, sender_settings(env, peers, "sms", public_base_url=base)),
+            (serve_sender, sender_settings(env, peers, "push")),
+        ]
+        async with running(*services), aiohttp.ClientSession() as http:
+            api = Api(http, base)
+            api.token = await api.new_tenant()
+            status, _ = await api.call("PUT", "/v1/templates/booked", TEMPLATE)
+            assert status == 200
+            yield Stack(api, peers, base)
+
+
+async def _status(stack: Stack, nid: str, channel: str, want: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+
+    async def check() -> bool:
+        nonlocal doc
+        _, doc = await stack.api.call("GET", f"/v1/notifications/{nid}")
+        return doc.get("channels", {}).get(channel, {}).get("status") == want
+
+    try:
+        await eventually(check, timeout_s=15)
+    except AssertionError:
+        raise AssertionError(f"{channel} never became {want}: {doc}") from None
+    return doc
+
+
+async def _notify(stack: Stack, contact: str, channels: list[str], film: str = "Dune") -> str:
+    status, body = await stack.api.call(
+        "POST",
+        "/v1/notifications",
+        {
+            "to": {"contact_id": contact},
+            "template_id": "booked",
+            "channels": channels,
+            "data": {"film": film, "seat": "F7"},
+        },
+    )
+    assert status == 202, body
+    return str(body["id"])
+
+
+async def test_sms_and_push_end_to_end_with_twilio_delivery_receipts(stack: Stack) -> None:
+    token = "fcm-token-" + unique()
+    await stack.api.call(
+        "PUT",
+        "/v1/contacts/ada",
+        {
+            "phone": PHONE,
+            "push_tokens": [{"token": token, "platform": "android"}],
+            "attributes": {"first_name": "Ada"},
+        },
+    )
+    nid = await _notify(stack, "ada", ["sms", "push"])
+
+    doc = await _status(stack, nid, "sms", "delivered")  # Twilio's signed status callback
+    sms = doc["channels"]["sms"]
+    [message] = [m for m in stack.peers.twilio.messages if m["to"] == PHONE]
+    assert message["text"] == "Ada, Dune is booked: seat F7"
+    assert sms["provider"] == "twilio" and sms["provider_message_id"] == message["sid"]
+    assert sms["attempts"] == 1  # kept from the sender's "sent" when the receipt arrived
+
+    doc = await _status(stack, nid, "push", "sent")
+    [push] = [m for m in stack.peers.fcm.messages if m["to"] == token]
+    assert push["title"] == "Booked" and push["body"] == "Dune, seat F7" and push["data"] == {"screen": "4"}
+    assert doc["channels"]["push"]["provider_message_id"] == push["name"]
+    assert doc["status"] == "delivered"
+
+
+async def test_unregistered_push_token_is_removed_from_the_contact(stack: Stack) -> None:
+    gone, kept = "fcm-gone-" + unique(), "fcm-kept-" + unique()
+    stack.peers.fcm.faults.invalid.add(gone)
+    tokens = [{"token": gone, "platform": "ios"}, {"token": kept, "platform": "android"}]
+    await stack.api.call("PUT", "/v1/contacts/bob", {"push_tokens": tokens})
+    await _notify(stack, "bob", ["push"])
+
+    async def removed() -> bool:
+        _, contact = await stack.api.call("GET", "/v1/contacts/bob")
+        return [t["token"] for t in contact["push_tokens"]] == [kept]
+
+    await eventually(removed, timeout_s=15)
+    assert any(m["to"] == kept for m in stack.peers.fcm.messages)
+
+
+async def test_bounce_receipt_suppresses_the_address_for_the_next_notification(stack: Stack) -> None:
+    address = f"{unique('gone')}@example.com"
+    stack.peers.sendgrid.bounce.add(address)
+    await stack.api.call("PUT", "/v1/contacts/cy", {"email": address})
+    first = await _notify(stack, "cy", ["email"])
+
+    doc = await _status(stack, first, "email", "bounced")
+    assert "550 5.1.1" in doc["channels"]["email"]["reason"]
+
+    second = await _notify(stack, "cy", ["email"], film="Alien")
+    doc = await _status(stack, second, "email", "suppressed")
+    assert doc["channels"]["email"]["reason"] == "address is on the suppression list"
+    assert [m["to"] for m in stack.peers.sendgrid.messages].count(address) == 1
+
+
+async def test_replayed_receipt_changes_nothing(stack: Stack) -> None:
+    address = f"{unique('dee')}@example.com"
+    await stack.api.call("PUT", "/v1/contacts/dee", {"email": address})
+    nid = await _notify(stack, "dee", ["email"])
+    await _status(stack, nid, "email", "delivered")
+    did = delivery_id(nid, "email", address)
+    [(body, headers)] = [(b, h) for b, h, _ in stack.peers.sendgrid.webhook_posts if did.encode() in b]
+    # a later bounce for the same message (a new event), then the old "delivered" post replayed
+    delivered = next(e for e in orjson.loads(body) if e["event"] == "delivered")
+    bounce = {
+        **delivered,
+        "event": "bounce",
+        "type": "bounce",
+        "reason": "550 later",
+        "sg_event_id": unique(),
+    }
+    bounce_body, bounce_headers = stack.peers.sendgrid.signed([bounce])
+    status, result = await stack.api.call(
+        "POST", "/v1/receipts/sendgrid", data=bounce_body, headers=bounce_headers
+    )
+    assert status == 200 and result["applied"] == 1
+    await _status(stack, nid, "email", "bounced")
+
+    status, result = await stack.api.call("POST", "/v1/receipts/sendgrid", data=body, headers=headers)
+    # processed (ignored) and delivered (a duplicate): nothing applied
+    assert status == 200 and result == {"received": 2, "applied": 0, "duplicates": 1}
+    await asyncio.sleep(0.3)  # a wrongly applied replay would show by now
+    _, doc = await stack.api.call("GET", f"/v1/notifications/{nid}")
+    assert doc["channels"]["email"]["status"] == "bounced"
+
+
+async def test_badly_signed_receipts_are_refused_with_problem_documents(stack: Stack) -> None:
+    body, headers = stack.peers.sendgrid.signed([{"event": "delivered", "email": "x@example.com"}])
+    tampered = body.replace(b"delivered", b"bounce")
+    cases = [
+        ("/v1/receipts/sendgrid", tampered, headers, 403),
+        ("/v1/receipts/sendgrid", body, {"Content-Type": "application/json"}, 401),
+    ]
+    url = f"{stack.base}/v1/receipts/twilio?tenant=t&notification=n&delivery=d"
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    good = compute_signature(TWILIO_TOKEN, url, form)
+    encoded = b"MessageSid=SM1&MessageStatus=delivered"
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    twilio_path = url.removeprefix(stack.base)
+    cases += [
+        (
+            twilio_path,
+            encoded,
+            {**form_type, "X-Twilio-Signature": compute_signature("wrong", url, form)},
+            403,
+        ),
+        (
+            twilio_path,
+            encoded.replace(b"delivered", b"failed"),
+            {**form_type, "X-Twilio-Signature": good},
+            403,
+        ),
+        (twilio_path, encoded, form_type, 401),
+    ]
+    for path, data, hdrs, want in cases:
+        async with stack.api.http.post(stack.base + path, data=data, headers=hdrs) as resp:
+            problem = await resp.json(content_type=None)
+            assert resp.status == want, (path, problem)
+            assert resp.headers["Content-Type"].startswith("application/problem+json")
+            assert problem["status"] == want
+    # the correctly signed one is accepted (and ignored: no such notification is ours)
+    async with stack.api.http.post(
+        url, data=encoded, headers={**form_type, "X-Twilio-Signature": good}
+    ) as resp:
+        assert resp.status == 200
+
+
+async def test_identical_emails_are_batched_into_few_sendgrid_requests(stack: Stack) -> None:
+    addresses = [f"{unique('fan')}@example.com" for _ in range(40)]
+    items = [
+        {"to": {"email": a}, "content": {"email": {"subject": "Premiere", "text": "Tonight at 8"}}}
+        for a in addresses
+    ]
+    before = len(stack.peers.sendgrid.requests)
+    status, body = await stack.api.call("POST", "/v1/notifications:batch", {"notifications": items})
+    assert status == 202, body
+    await eventually(lambda: {m["to"] for m in stack.peers.sendgrid.messages} >= set(addresses), timeout_s=15)
+    requests = stack.peers.sendgrid.requests[before:]
+    assert len(requests) < len(addresses) / 2
+    assert max(len(r["personalizations"]) for r in requests) > 1
+    assert sorted(m["to"] for m in stack.peers.sendgrid.messages if m["to"] in addresses) == sorted(addresses)
