@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from herald_common.redisio import AutoPipeline
 from herald_common.schemas import StatusEvent
 
 RANK = {
@@ -72,6 +73,7 @@ class StatusStore:
         self.redis = redis
         self.ttl_s = ttl_s
         self._update = redis.register_script(_UPDATE)
+        self._auto = AutoPipeline(redis)
 
     async def apply(self, key: str, event: StatusEvent) -> bool:
         """Fold one event in; returns False when it was older than what is stored."""
@@ -86,9 +88,8 @@ class StatusStore:
             "next_attempt_at": event.next_attempt_at,
         }
         record = {k: v for k, v in record.items() if v is not None}
-        return bool(
-            await self._update(keys=[key], args=[field, orjson.dumps(record), RANK[event.status], self.ttl_s])
-        )
+        args = [field, orjson.dumps(record), RANK[event.status], self.ttl_s]
+        return bool(await self._auto.call(lambda pipe: self._update(keys=[key], args=args, client=pipe)))
 
     async def read(self, key: str, notification_id: str, accepted_at: float) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(key)

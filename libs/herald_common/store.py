@@ -14,7 +14,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from herald_common.redisio import Keys
+from herald_common.redisio import AutoPipeline, Keys
 from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn
 
 
@@ -30,6 +30,7 @@ class Store:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._auto = AutoPipeline(redis)  # the router's per-record reads share round trips
 
     # tenants ------------------------------------------------------------------------------------------
     async def create_tenant(self, data: TenantIn) -> Tenant | None:
@@ -83,7 +84,8 @@ class Store:
             await pipe.execute()
 
     async def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
-        raw = await self.redis.get(self.keys.contact(tenant_id, contact_id))
+        key = self.keys.contact(tenant_id, contact_id)
+        raw = await self._auto.call(lambda pipe: pipe.get(key))
         return Contact.model_validate_json(raw) if raw else None
 
     async def delete_contact(self, tenant_id: str, contact_id: str) -> bool:
@@ -130,7 +132,8 @@ class Store:
 
     # suppressions -------------------------------------------------------------------------------------
     async def is_suppressed(self, tenant_id: str, address: str) -> bool:
-        return bool(await self.redis.sismember(self.keys.suppressions(tenant_id), address.lower()))
+        key = self.keys.suppressions(tenant_id)
+        return bool(await self._auto.call(lambda pipe: pipe.sismember(key, address.lower())))
 
     async def suppress(self, tenant_id: str, address: str) -> None:
         await self.redis.sadd(self.keys.suppressions(tenant_id), address.lower())

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
-from herald_common.redisio import Keys
+from herald_common.redisio import AutoPipeline, Keys
 
 DONE = ("sent", "delivered", "bounced", "failed", "expired")
 
@@ -66,12 +67,12 @@ class Ledger:
         self.keys = keys
         self.ttl_s = ttl_s
         self._begin = redis.register_script(_BEGIN)
+        self._auto = AutoPipeline(redis)
 
     async def begin(self, delivery_id: str, attempt: int = 1) -> Begin:
         """Start an attempt of a record that carries attempt number ``attempt``."""
-        outcome, attempts = await self._begin(
-            keys=[self.keys.ledger(delivery_id)], args=[time.time(), attempt, self.ttl_s, *DONE]
-        )
+        keys, args = [self.keys.ledger(delivery_id)], [time.time(), attempt, self.ttl_s, *DONE]
+        outcome, attempts = await self._auto.call(lambda pipe: self._begin(keys=keys, args=args, client=pipe))
         return Begin(outcome.decode(), int(attempts))
 
     async def schedule(self, delivery_id: str, next_attempt: int, due_at: float, reason: str) -> None:
@@ -117,8 +118,10 @@ class Ledger:
         )
 
     async def _write(self, delivery_id: str, fields: dict[str, str | int | float]) -> None:
-        key = self.keys.ledger(delivery_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={**fields, "updated_at": time.time()})
+        key, mapping = self.keys.ledger(delivery_id), {**fields, "updated_at": time.time()}
+
+        def build(pipe: Pipeline) -> None:
+            pipe.hset(key, mapping=mapping)
             pipe.expire(key, self.ttl_s)
-            await pipe.execute()
+
+        await self._auto.call(build)

@@ -1,0 +1,53 @@
+"""AutoPipeline on a real Valkey server: concurrent callers share round trips and each gets its own
+replies (and only its own errors)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from herald_common.redisio import AutoPipeline
+from tests.conftest import Infra, unique
+
+pytestmark = [pytest.mark.integration]
+
+
+async def test_concurrent_calls_share_a_pipeline_and_get_their_own_replies(infra: Infra) -> None:
+    redis = aioredis.Redis.from_url(infra.redis_url)
+    prefix = unique("ap")
+    auto = AutoPipeline(redis)
+    script = redis.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    sent: list[int] = []
+    original = redis.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object) -> object:
+        sent.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    redis.pipeline = counting_pipeline  # type: ignore[method-assign]
+    try:
+
+        async def one(i: int) -> tuple[object, object]:
+            key = f"{prefix}:{i}"
+            await auto.call(lambda p: p.set(key, i))
+            both = await auto.call(lambda p: (p.get(key), p.exists(key)))
+            counted = await auto.call(lambda p: script(keys=[f"{prefix}:sum"], args=[i], client=p))
+            return both, counted
+
+        results = await asyncio.gather(*(one(i) for i in range(200)))
+        assert [r[0] for r in results] == [[str(i).encode(), 1] for i in range(200)]
+        assert max(int(r[1]) for r in results) == sum(range(200))  # type: ignore[call-overload]
+        assert len(sent) <= 10, f"{len(sent)} round trips for 600 calls"
+
+        async def bad() -> None:
+            await auto.call(lambda p: p.incr(f"{prefix}:0:notanumber-key-is-fine"))
+            await auto.call(lambda p: p.hget(f"{prefix}:0", "x"))  # WRONGTYPE: the key holds a string
+
+        good = auto.call(lambda p: p.get(f"{prefix}:1"))
+        outcome = await asyncio.gather(bad(), good, return_exceptions=True)
+        assert isinstance(outcome[0], ResponseError) and outcome[1] == b"1"
+    finally:
+        await redis.aclose()
