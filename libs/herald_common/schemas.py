@@ -249,6 +249,15 @@ class Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class WireRecipient(Wire):
+    """The recipient as the gateway validated it: not checked again on every hop."""
+
+    contact_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    push_token: str | None = None
+
+
 class NotificationRequest(Wire):
     """``<prefix>.requests.<lane>``: an accepted notification, keyed by tenant and recipient."""
 
@@ -256,7 +265,7 @@ class NotificationRequest(Wire):
     tenant_id: str
     lane: Lane
     accepted_at: float
-    to: Recipient
+    to: WireRecipient
     template_id: str | None = None
     content: ChannelContent | None = None
     channels: list[Channel] | None = None

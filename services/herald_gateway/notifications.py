@@ -66,7 +66,7 @@ async def _produce(
             tenant_id=tenant_id,
             lane=await lane_for(app, tenant_id, n),
             accepted_at=now,
-            to=n.to,
+            to=n.to,  # type: ignore[arg-type]  # serialises to the same JSON as a WireRecipient
             template_id=n.template_id,
             content=n.content,
             channels=n.channels,

@@ -86,7 +86,7 @@ def test_notification_level_failure_shows_reason() -> None:
 
 def _req(**kw: object) -> NotificationRequest:
     return NotificationRequest(
-        id="n_1", tenant_id="t", lane="transactional", accepted_at=0.0, to=Recipient(contact_id="c1"), **kw
+        id="n_1", tenant_id="t", lane="transactional", accepted_at=0.0, to={"contact_id": "c1"}, **kw
     )  # type: ignore[arg-type]
 
 
