@@ -86,7 +86,9 @@ async def produce_many(
     await asyncio.gather(*futures)
 
 
-async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> list[str]:
+async def create_topics(
+    bootstrap: str, names: Sequence[str], partitions: int, replication_factor: int = 1
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -96,7 +98,10 @@ async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+                    [
+                        NewTopic(n, num_partitions=partitions, replication_factor=replication_factor)
+                        for n in missing
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass

@@ -77,7 +77,12 @@ def cmd_topics(args: argparse.Namespace) -> None:
 
     settings = load(CommonSettings)
     created = asyncio.run(
-        create_topics(settings.kafka_bootstrap, Topics(settings.kafka_topic_prefix).all(), args.partitions)
+        create_topics(
+            settings.kafka_bootstrap,
+            Topics(settings.kafka_topic_prefix).all(),
+            args.partitions,
+            replication_factor=args.replication_factor,
+        )
     )
     print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
 
@@ -112,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create Herald's Kafka topics")
     p.add_argument("action", choices=["create"])
     p.add_argument("--partitions", type=int, default=12)
+    p.add_argument(
+        "--replication-factor", type=int, default=1, help="copies of each partition (3 in production)"
+    )
     p.set_defaults(func=cmd_topics)
     p = sub.add_parser("dev", help="the whole platform locally on embedded defaults")
     p.add_argument("--dir", default="var/dev", help="where the outbox, logs and data live")
