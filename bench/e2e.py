@@ -272,6 +272,7 @@ async def campaign(
         f"{1e6 / rate / 60:.1f} min "
         "(bar ≤ 5 min)"
     )
+    print("    " + meter.report(n, "recipient"))
     print(
         f"  transactional SMS during the campaign: {len(lat)} sent, accept→peer ms p50 {pct(lat, 50):.0f} "
         f"p99 {pct(lat, 99):.0f}  (bar p99 ≤ 1000)"

@@ -33,8 +33,9 @@ log = structlog.get_logger()
 
 
 class Router:
-    def __init__(self, ctx: WorkerContext, template_cache_s: float) -> None:
+    def __init__(self, ctx: WorkerContext, template_cache_s: float, *, report_queued: bool = True) -> None:
         self.ctx = ctx
+        self.report_queued = report_queued
         self.store = Store(ctx.redis, ctx.keys)
         self.templates: TTLCache[Template] = TTLCache(template_cache_s)
         self.tenants: TTLCache[Tenant] = TTLCache(template_cache_s)
@@ -110,7 +111,8 @@ class Router:
                     )
                 )
             metrics.ROUTED.labels(plan.channel, "routed").inc()
-            out.append(self._status(req, "queued", channel=plan.channel))
+            if self.report_queued:
+                out.append(self._status(req, "queued", channel=plan.channel))
         await self._emit(out, partition_key(req.tenant_id, recipient))
 
     async def _emit(self, items: list[Delivery | StatusEvent], key: bytes | None = None) -> None:

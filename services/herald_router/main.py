@@ -16,7 +16,7 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
     topics = Topics(settings.kafka_topic_prefix)
 
     async def make_handler(ctx: WorkerContext) -> tuple[Handler, Callable[[], Awaitable[None]]]:
-        router = Router(ctx, settings.template_cache_s)
+        router = Router(ctx, settings.template_cache_s, report_queued=settings.reports_queued())
 
         async def close() -> None:
             return None

@@ -21,13 +21,15 @@ class SenderSettings(ConsumerSettings, ProviderSettings):
 
     # SMTP ------------------------------------------------------------------------------------------
     smtp_host: str = Field("127.0.0.1", description="SMTP server host")
-    smtp_port: int = Field(25, ge=1, le=65535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
+    smtp_port: int = Field(
+        25, ge=1, le=65535, description="SMTP server port (587 with STARTTLS, 465 with TLS)"
+    )
+    smtp_username: str | None = Field(None, description="SMTP AUTH user; unset sends without auth")
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password")
     smtp_starttls: bool = Field(False, description="upgrade with STARTTLS after connecting")
     smtp_use_tls: bool = Field(False, description="implicit TLS (port 465 style)")
     smtp_pool_size: int = Field(8, ge=1, le=256, description="persistent SMTP connections per process")
-    smtp_timeout_s: float = Field(15.0, gt=0, le=300)
+    smtp_timeout_s: float = Field(15.0, gt=0, le=300, description="timeout of one SMTP command")
     email_from: str = Field("no-reply@herald.local", description="From address when the tenant sets none")
     email_from_name: str | None = Field("Herald", description="From display name when the tenant sets none")
 
