@@ -21,6 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald_common import metrics
 from herald_common.lifecycle import Lifecycle
@@ -120,18 +122,33 @@ class CommitPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ErrorPolicy:
-    """A handler that raises is retried in place with backoff; after ``max_attempts`` the record goes
-    to the service's dead-letter topic (with the error in a header) so one poison record never blocks a
-    partition. Handlers turn expected business failures into statuses themselves; this is for bugs and
-    outages (Redis down, say), which is why the default keeps retrying for a while."""
+    """What happens when a handler raises (handlers turn expected business failures into statuses
+    themselves; this is for bugs and outages).
+
+    - An outage of what the handler depends on (Redis or Kafka unreachable, timeouts) is retried with
+      backoff for as long as it lasts: the partition waits, nothing is dead-lettered, readiness fails.
+    - Any other error is retried ``max_attempts`` times, then the record goes to the service's
+      dead-letter topic with the error in a header, so one poison record never blocks a partition.
+    - :class:`PoisonRecord` (unreadable input) is dead-lettered at once.
+    """
 
     max_attempts: int = 8
     base_delay_s: float = 0.2
     max_delay_s: float = 5.0
     dead_letter_topic: str | None = None
+    outages: tuple[type[BaseException], ...] = (
+        RedisConnectionError,
+        RedisTimeoutError,
+        KafkaError,
+        OSError,
+        TimeoutError,
+    )
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+    def is_outage(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.outages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +301,8 @@ class ConsumerRunner:
                 if self.lifecycle.stopping.is_set():
                     raise  # draining: leave the batch uncommitted rather than wait out a retry
                 poison = isinstance(exc, PoisonRecord)
-                if (poison or attempt >= policy.max_attempts) and policy.dead_letter_topic:
+                outage = not poison and policy.is_outage(exc)
+                if (poison or (attempt >= policy.max_attempts and not outage)) and policy.dead_letter_topic:
                     log.error(
                         "handler failed; dead-lettering record",
                         topic=rec.topic,
@@ -308,6 +326,7 @@ class ConsumerRunner:
                     attempt=attempt,
                     error=repr(exc),
                 )
+                self.lifecycle.beat()  # waiting out an outage is not a hung process: stay live
                 await asyncio.sleep(policy.delay(attempt))
 
     def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:

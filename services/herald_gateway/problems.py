@@ -10,6 +10,8 @@ import pydantic
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 log = structlog.get_logger()
 
@@ -85,6 +87,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem(exc.status, exc.reason, headers=headers)
+    except (RedisError, KafkaError, ConnectionError) as exc:
+        log.warning("dependency unavailable", error=repr(exc))
+        return problem(503, "a dependency is unavailable; nothing was accepted", headers={"Retry-After": "1"})
     except Exception:
         log.exception(
             "unhandled error",

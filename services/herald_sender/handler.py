@@ -14,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import pydantic
 import structlog
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+from redis.exceptions import RedisError
 
 from herald_common import metrics
 from herald_common.kafka import PoisonRecord
@@ -81,9 +85,20 @@ class Sender:
             except PermanentError as exc:
                 self._observe(started, exc.provider, "failed")
                 bound.info("delivery failed", reason=exc.reason, attempt=attempts)
-                await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=exc.reason)
-                await self.report.status(
-                    d, "failed", attempts=attempts, provider=exc.provider, reason=exc.reason
+                await self._durably(
+                    partial(
+                        self.ledger.finish, d.delivery_id, "failed", provider=exc.provider, reason=exc.reason
+                    )
+                )
+                await self._durably(
+                    partial(
+                        self.report.status,
+                        d,
+                        "failed",
+                        attempts=attempts,
+                        provider=exc.provider,
+                        reason=exc.reason,
+                    )
                 )
                 if exc.invalid_recipient:
                     await self.report.invalid_address(d, _contact_id(rec, d))
@@ -140,16 +155,42 @@ class Sender:
 
     async def _sent(self, d: Delivery, attempts: int, result: SendResult, started: float) -> None:
         self._observe(started, result.provider, "sent")
-        await self.ledger.finish(
-            d.delivery_id, "sent", provider=result.provider, provider_message_id=result.provider_message_id
+        await self._durably(
+            lambda: self.ledger.finish(
+                d.delivery_id,
+                "sent",
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+            )
         )
-        await self.report.status(
-            d,
-            "sent",
-            attempts=attempts,
-            provider=result.provider,
-            provider_message_id=result.provider_message_id,
+        await self._durably(
+            lambda: self.report.status(
+                d,
+                "sent",
+                attempts=attempts,
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+            )
         )
+
+    async def _durably(self, step: Callable[[], Awaitable[object]]) -> None:
+        """Record an outcome the provider already gave, retrying through a Redis or Kafka outage.
+
+        Raising instead would re-run the whole handler and send the message a second time. Only a
+        process stopped while the outage lasts gives up (leaving its batch uncommitted): the one way,
+        besides a crash between the provider's answer and this write, to send a message twice."""
+        delay = 0.1
+        while True:
+            try:
+                await step()
+                return
+            except (RedisError, KafkaError, OSError) as exc:
+                if self.ctx.lifecycle.stopping.is_set():
+                    raise
+                log.warning("could not record an outcome; retrying", error=repr(exc), delay_s=delay)
+                self.ctx.lifecycle.beat()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _expired(self, rec: ConsumerRecord, d: Delivery) -> None:
         if d.attempt <= 1:  # never tried: it simply expired on the way
