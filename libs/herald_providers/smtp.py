@@ -111,8 +111,12 @@ class SmtpProvider:
                 await conn.send_message(email)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 conn = self._discard(conn, keep=True)
-                code = exc.recipients[0].code if exc.recipients else 550
-                raise self._classify(code, str(exc), recipient=True) from exc
+                refused = exc.recipients[0] if exc.recipients else None
+                code = refused.code if refused else 550
+                # The server's words only: the exception's own text carries the address.
+                raise self._classify(
+                    code, refused.message if refused else "recipient refused", recipient=True
+                ) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 conn = self._discard(conn, keep=exc.code < 500 and exc.code != 421)
                 raise self._classify(exc.code, exc.message, recipient=False) from exc
