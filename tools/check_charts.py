@@ -12,8 +12,12 @@ Works offline, with no helm binary and no cluster:
 - Herald's invariants: grace period > drain timeout + preStop sleep, no ``replicas`` where an
   autoscaler owns them, PDBs only above one replica, probes/resources/restricted securityContext on
   every container, selectors that select something;
-- docker-compose.yml's structure, the Dockerfile's promises (no Docker engine here to build it) and
-  the dashboard's metric names against libs/herald_common/metrics.py.
+- the settings wiring: every ``HERALD_*`` variable a workload gets of its own is one its service's
+  settings class reads, the rendered environment builds that class without an error, and
+  provider-, receipt- and credential-scoped variables reach only the workloads in ``SCOPED_ENV``;
+- docker-compose.yml's structure (with the same ``SCOPED_ENV`` least privilege), the Dockerfile's
+  promises (no Docker engine here to build it) and the dashboard's metric names against
+  libs/herald_common/metrics.py.
 
 Usage: ``python tools/check_charts.py`` (exit status 1 on any failure), or ``--values-table`` to
 print the chart README's values table from values.yaml.
@@ -21,6 +25,7 @@ print the chart README's values table from values.yaml.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -437,6 +442,171 @@ def _wiring_errors(m: Manifests) -> Iterator[str]:
                 yield f"ScaledObject/{so['metadata']['name']}: kafka trigger lacks {sorted(missing)}"
 
 
+# ---------------------------------------------------------------------------------- settings wiring
+
+# The settings class each `herald <service>` builds (herald_cli.main), by the container's first arg.
+SERVICE_SETTINGS = {
+    "gateway": ("herald_gateway.settings", "GatewaySettings"),
+    "router": ("herald_router.settings", "RouterSettings"),
+    "sender": ("herald_sender.settings", "SenderSettings"),
+    "tracker": ("herald_tracker.settings", "TrackerSettings"),
+    "scheduler": ("herald_scheduler.settings", "SchedulerSettings"),
+}
+# Least privilege: variables only some workloads may get, by role (gateway, router, sender-<channel>,
+# tracker, scheduler). They must be set per workload, never in the ConfigMap every pod reads. A
+# variable from the Secret that is missing here is an error too, so new credentials get a scope.
+_SCOPES: list[tuple[frozenset[str], tuple[str, ...]]] = [
+    (
+        frozenset({"gateway"}),
+        (
+            "HERALD_ADMIN_TOKEN",
+            "HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY",
+            "HERALD_SENDGRID_WEBHOOK_MAX_AGE_S",
+            "HERALD_RECEIPT_DEDUPE_TTL_S",
+        ),
+    ),
+    # The gateway verifies Twilio callbacks; sms senders authenticate with the token and build the
+    # callback URL from the public base URL.
+    (frozenset({"gateway", "sender-sms"}), ("HERALD_TWILIO_AUTH_TOKEN", "HERALD_PUBLIC_BASE_URL")),
+    (frozenset({"router"}), ("HERALD_ROUTER_REPORT_QUEUED",)),
+    (
+        frozenset({"scheduler"}),
+        ("HERALD_SCHEDULER_POLL_INTERVAL_S", "HERALD_SCHEDULER_LEASE_S", "HERALD_SCHEDULER_BATCH"),
+    ),
+    (
+        frozenset({"sender-email", "sender-sms", "sender-push"}),
+        (
+            "HERALD_RETRY_MAX_ATTEMPTS",
+            "HERALD_RETRY_BASE_DELAY_S",
+            "HERALD_RETRY_MAX_DELAY_S",
+            "HERALD_BREAKER_FAILURE_THRESHOLD",
+            "HERALD_BREAKER_COOLDOWN_S",
+            "HERALD_RATE_LIMIT_BULK_RESERVE",
+        ),
+    ),
+    (
+        frozenset({"sender-email"}),
+        (
+            "HERALD_EMAIL_PROVIDERS",
+            "HERALD_EMAIL_FROM",
+            "HERALD_SMTP_HOST",
+            "HERALD_SMTP_PORT",
+            "HERALD_SMTP_STARTTLS",
+            "HERALD_SMTP_POOL_SIZE",
+            "HERALD_SMTP_USERNAME",
+            "HERALD_SMTP_PASSWORD",
+            "HERALD_SENDGRID_BASE_URL",
+            "HERALD_SENDGRID_API_KEY",
+            "HERALD_SMTP_RATE_PER_S",
+            "HERALD_SMTP_BURST",
+            "HERALD_SENDGRID_RATE_PER_S",
+            "HERALD_SENDGRID_BURST",
+            "HERALD_SENDGRID_BATCH_MAX",
+            "HERALD_SENDGRID_BATCH_LINGER_MS",
+        ),
+    ),
+    (
+        frozenset({"sender-sms"}),
+        (
+            "HERALD_SMS_PROVIDERS",
+            "HERALD_TWILIO_BASE_URL",
+            "HERALD_TWILIO_ACCOUNT_SID",
+            "HERALD_TWILIO_FROM",
+            "HERALD_TWILIO_STATUS_CALLBACK_URL",
+            "HERALD_TWILIO_RATE_PER_S",
+            "HERALD_TWILIO_BURST",
+        ),
+    ),
+    (
+        frozenset({"sender-push"}),
+        (
+            "HERALD_PUSH_PROVIDERS",
+            "HERALD_FCM_BASE_URL",
+            "HERALD_FCM_TOKEN_URL",
+            "HERALD_FCM_PROJECT_ID",
+            "HERALD_FCM_CREDENTIALS_FILE",
+            "HERALD_FCM_RATE_PER_S",
+            "HERALD_FCM_BURST",
+        ),
+    ),
+]
+SCOPED_ENV: dict[str, frozenset[str]] = {var: roles for roles, names in _SCOPES for var in names}
+# Every workload may read the Redis URL from a Secret (redis.existingSecret).
+SHARED_SECRET_ENV = {"HERALD_REDIS_URL"}
+# Stand-ins for Secret values when the settings are built (the Secret itself is not rendered).
+SECRET_STAND_INS = {"HERALD_REDIS_URL": "redis://redis.invalid:6379/0"}
+SECRET_STAND_IN = "stand-in-secret-value-0123456789"
+
+
+def _arg(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+
+def _role(args: list[str]) -> str:
+    channel = _arg(args, "--channel")
+    return f"{args[0]}-{channel}" if args[0] == "sender" and channel else args[0]
+
+
+def _settings_class(service: str) -> Any:
+    module, name = SERVICE_SETTINGS[service]
+    return getattr(importlib.import_module(module), name)
+
+
+def _settings_errors(where: str, args: list[str], env: dict[str, str]) -> Iterator[str]:
+    """Build the service's settings from the rendered environment, as `herald <service>` would."""
+    from herald_common.settings import SettingsError, load
+
+    cls = _settings_class(args[0])
+    fields = {"HERALD_" + f.upper(): f for f in cls.model_fields}
+    values: dict[str, Any] = {fields[k]: v for k, v in env.items() if k in fields}
+    if args[0] == "router":
+        values["router_lane"] = _arg(args, "--lane") or values.get("router_lane", "transactional")
+    if args[0] == "sender":
+        values["sender_channel"] = _arg(args, "--channel") or values.get("sender_channel", "email")
+        values["sender_lane"] = _arg(args, "--lane") or values.get("sender_lane", "transactional")
+    try:
+        settings = load(cls, **values)
+    except SettingsError as e:
+        yield f"{where}: {cls.__name__} rejects the rendered environment: {' '.join(str(e).split())}"
+        return
+    if args[0] == "sender":
+        try:
+            settings.providers()
+        except ValueError as e:
+            yield f"{where}: {e}"
+
+
+def settings_wiring_errors(m: Manifests) -> Iterator[str]:
+    """Each workload gets only variables its service reads, valid ones, and scoped ones only if allowed."""
+    for key in sorted(SCOPED_ENV.keys() & {k for data in m.configmaps.values() for k in data}):
+        yield f"ConfigMap: {key} reaches every workload; it belongs only to {sorted(SCOPED_ENV[key])}"
+    for name, dep in m.deployments.items():
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            where, args = f"Deployment/{name}/{c['name']}", [str(a) for a in c.get("args", [])]
+            if not args or args[0] not in SERVICE_SETTINGS:
+                yield f"{where}: runs no known Herald service ({args[:1]})"
+                continue
+            role, reads = _role(args), {"HERALD_" + f.upper() for f in _settings_class(args[0]).model_fields}
+            env: dict[str, str] = {}
+            for source in c.get("envFrom", []):
+                env.update(m.configmaps.get(source.get("configMapRef", {}).get("name", ""), {}))
+            for item in c.get("env", []):
+                var, secret = item["name"], "secretKeyRef" in item.get("valueFrom", {})
+                if not var.startswith("HERALD_"):
+                    continue
+                if var not in reads:
+                    yield f"{where}: sets {var}, which {args[0]} does not read"
+                if var in SCOPED_ENV and role not in SCOPED_ENV[var]:
+                    yield f"{where}: gets {var}, which only {sorted(SCOPED_ENV[var])} may get"
+                elif secret and var not in SCOPED_ENV and var not in SHARED_SECRET_ENV:
+                    yield f"{where}: gets {var} from a Secret but SCOPED_ENV gives it no scope"
+                if "value" in item:
+                    env[var] = str(item["value"])
+                elif secret:
+                    env[var] = SECRET_STAND_INS.get(var, SECRET_STAND_IN)
+            yield from _settings_errors(where, args, env)
+
+
 def invariant_errors(docs: list[Doc]) -> list[str]:
     m = Manifests(docs)
     errors = [e for name, dep in m.deployments.items() for e in _deployment_errors(m, name, dep)]
@@ -444,7 +614,7 @@ def invariant_errors(docs: list[Doc]) -> list[str]:
         pod = job["spec"]["template"]["spec"]
         for c in pod["containers"]:
             errors += _container_errors(f"Job/{job['metadata']['name']}/{c['name']}", pod, c, probes=False)
-    return errors + list(_wiring_errors(m))
+    return errors + list(_wiring_errors(m)) + list(settings_wiring_errors(m))
 
 
 # ----------------------------------------------------------------------------------------- compose
@@ -500,6 +670,11 @@ def compose_errors(data: Doc | None = None) -> list[str]:
             errors.append(f"compose {name}: needs a healthcheck")
         elif name in herald and not one_shot and not re.search(rf"urllib.*:{port}/readyz", " ".join(check)):
             errors.append(f"compose {name}: healthcheck must GET :{port}/readyz with python urllib")
+        if name in herald:
+            role = _role([str(a) for a in svc.get("command", [])] or ["gateway"])
+            for var in sorted(svc.get("environment", {}).keys() & SCOPED_ENV.keys()):
+                if role not in SCOPED_ENV[var]:
+                    errors.append(f"compose {name}: gets {var}, which only {sorted(SCOPED_ENV[var])} may get")
         if name in herald and not one_shot:
             env = svc.get("environment", {})
             if not {"HERALD_KAFKA_BOOTSTRAP", "HERALD_REDIS_URL"} <= env.keys():

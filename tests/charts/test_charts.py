@@ -33,6 +33,22 @@ def by_name(docs: list[dict], kind: str) -> dict[str, dict]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
+def container_env(docs: list[dict], deployment: str) -> dict[str, dict]:
+    """The container's own env (secrets and per-workload settings) plus the ConfigMap it reads, by name."""
+    container = by_name(docs, "Deployment")[deployment]["spec"]["template"]["spec"]["containers"][0]
+    configmaps = by_name(docs, "ConfigMap")
+    env: dict[str, dict] = {}
+    for source in container.get("envFrom", []):
+        data = configmaps[source["configMapRef"]["name"]]["data"]
+        env.update({k: {"name": k, "value": v} for k, v in data.items()})
+    env.update({e["name"]: e for e in container.get("env", [])})
+    return env
+
+
+def env_values(docs: list[dict], deployment: str) -> dict[str, str]:
+    return {k: e["value"] for k, e in container_env(docs, deployment).items() if "value" in e}
+
+
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict]]:
     return {name: cc.render(values) for name, values in SCENARIOS.items()}
@@ -124,7 +140,11 @@ def test_credentials_reach_only_the_services_that_need_them(rendered: dict) -> N
         env = deployments[name]["spec"]["template"]["spec"]["containers"][0].get("env", [])
         return {e["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
 
-    assert secret_env("herald-gateway") == {"HERALD_ADMIN_TOKEN", "HERALD_REDIS_URL"}
+    assert secret_env("herald-gateway") == {
+        "HERALD_ADMIN_TOKEN",
+        "HERALD_TWILIO_AUTH_TOKEN",
+        "HERALD_REDIS_URL",
+    }
     assert secret_env("herald-sender-email-bulk") == {
         "HERALD_SMTP_PASSWORD",
         "HERALD_SENDGRID_API_KEY",
@@ -132,10 +152,104 @@ def test_credentials_reach_only_the_services_that_need_them(rendered: dict) -> N
     }
     assert secret_env("herald-sender-sms-bulk") == {"HERALD_TWILIO_AUTH_TOKEN", "HERALD_REDIS_URL"}
     assert secret_env("herald-router-bulk") == {"HERALD_REDIS_URL"}
+    assert secret_env("herald-sender-push-bulk") == {"HERALD_REDIS_URL"}
     # Without secrets.existingSecret the gateway reads the Secret named after the release.
-    gateway = by_name(rendered["defaults"], "Deployment")["herald-gateway"]
-    (token,) = gateway["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "herald", "key": "admin-token"}
+    gateway = container_env(rendered["defaults"], "herald-gateway")
+    assert gateway["HERALD_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "herald",
+        "key": "admin-token",
+    }
+
+
+def test_receipt_settings_reach_the_gateway_and_sms_senders_but_not_push(rendered: dict) -> None:
+    docs = rendered["production"]
+    gateway = container_env(docs, "herald-gateway")
+    # The gateway verifies Twilio status callbacks with the auth token (optional: Twilio may be unused).
+    assert gateway["HERALD_TWILIO_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "herald-credentials",
+        "key": "twilio-auth-token",
+        "optional": True,
+    }
+    assert gateway["HERALD_PUBLIC_BASE_URL"]["value"] == "https://herald.cinema.example.com"
+    assert gateway["HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY"]["value"].startswith("MFkw")
+    assert gateway["HERALD_SENDGRID_WEBHOOK_MAX_AGE_S"]["value"] == "300"
+    assert gateway["HERALD_RECEIPT_DEDUPE_TTL_S"]["value"] == "604800"
+    # sms senders build the Twilio status callback URL from the public base URL.
+    sms = env_values(docs, "herald-sender-sms-transactional")
+    assert sms["HERALD_PUBLIC_BASE_URL"] == "https://herald.cinema.example.com"
+    assert sms["HERALD_TWILIO_FROM"] == "+14155550100"
+    # Least privilege: the push sender gets neither, not even through the shared ConfigMap.
+    for lane in ("transactional", "bulk"):
+        push = container_env(docs, f"herald-sender-push-{lane}")
+        assert "HERALD_TWILIO_AUTH_TOKEN" not in push
+        assert "HERALD_PUBLIC_BASE_URL" not in push
+        assert not {k for k in push if "SENDGRID" in k or "RECEIPT" in k}
+    for name in ("herald-router-bulk", "herald-tracker", "herald-scheduler"):
+        assert not {"HERALD_TWILIO_AUTH_TOKEN", "HERALD_PUBLIC_BASE_URL"} & container_env(docs, name).keys()
+
+
+def test_email_senders_fail_over_under_their_providers_shared_rate_limits(rendered: dict) -> None:
+    docs = rendered["production"]
+    for lane in ("transactional", "bulk"):
+        email = env_values(docs, f"herald-sender-email-{lane}")
+        assert email["HERALD_EMAIL_PROVIDERS"] == "sendgrid,smtp"
+        assert {k: email[k] for k in email if "RATE" in k or "BURST" in k} == {
+            "HERALD_SENDGRID_RATE_PER_S": "100",
+            "HERALD_SENDGRID_BURST": "200",
+            "HERALD_SMTP_RATE_PER_S": "50",
+            "HERALD_SMTP_BURST": "100",
+            "HERALD_RATE_LIMIT_BULK_RESERVE": "0.25",
+        }
+        assert email["HERALD_SENDGRID_BATCH_LINGER_MS"] == "25"
+    # One provider account, one limit: other channels do not get the email providers' limits.
+    sms, push = env_values(docs, "herald-sender-sms-bulk"), env_values(docs, "herald-sender-push-bulk")
+    assert sms["HERALD_TWILIO_RATE_PER_S"] == "30" and push["HERALD_FCM_RATE_PER_S"] == "500"
+    assert not {k for k in {*sms, *push} if k.startswith(("HERALD_SMTP_", "HERALD_SENDGRID_"))}
+    assert "HERALD_SMTP_RATE_PER_S" not in env_values(docs, "herald-gateway")
+
+
+def test_per_lane_overrides_reach_retries_and_queued_reports(rendered: dict) -> None:
+    docs = rendered["production"]
+    bulk, transactional = (
+        env_values(docs, f"herald-sender-email-{lane}") for lane in ("bulk", "transactional")
+    )
+    assert (bulk["HERALD_RETRY_MAX_ATTEMPTS"], bulk["HERALD_RETRY_MAX_DELAY_S"]) == ("8", "120")
+    assert (transactional["HERALD_RETRY_MAX_ATTEMPTS"], transactional["HERALD_RETRY_MAX_DELAY_S"]) == (
+        "6",
+        "30",
+    )
+    assert bulk["HERALD_BREAKER_FAILURE_THRESHOLD"] == "10"
+    assert env_values(docs, "herald-router-bulk")["HERALD_ROUTER_REPORT_QUEUED"] == "true"
+    assert "HERALD_ROUTER_REPORT_QUEUED" not in env_values(docs, "herald-router-transactional")
+    scheduler = env_values(docs, "herald-scheduler")
+    assert (scheduler["HERALD_SCHEDULER_LEASE_S"], scheduler["HERALD_SCHEDULER_BATCH"]) == ("60", "1000")
+
+
+def test_report_queued_can_be_forced_off_for_every_lane() -> None:
+    docs = cc.render({"router": {"reportQueued": False}})
+    for lane in ("transactional", "bulk"):
+        assert env_values(docs, f"herald-router-{lane}")["HERALD_ROUTER_REPORT_QUEUED"] == "false"
+
+
+def test_a_sendgrid_key_the_gateway_cannot_load_fails_the_check() -> None:
+    _, errors = cc.check_scenario({"receipts": {"sendgridWebhookPublicKey": "not-a-key"}})
+    assert errors == [
+        "Deployment/herald-gateway/gateway: GatewaySettings rejects the rendered environment: invalid "
+        "settings: HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY: Value error, not a base64 DER or PEM public key"
+    ]
+
+
+def test_defaults_keep_the_service_defaults(rendered: dict) -> None:
+    docs = rendered["defaults"]
+    assert env_values(docs, "herald-sender-email-bulk")["HERALD_EMAIL_PROVIDERS"] == "smtp"
+    assert env_values(docs, "herald-sender-sms-bulk")["HERALD_SMS_PROVIDERS"] == "twilio"
+    assert env_values(docs, "herald-sender-push-bulk")["HERALD_PUSH_PROVIDERS"] == "fcm"
+    # Optional settings left empty are not set at all, so the service's own default applies.
+    for name in by_name(docs, "Deployment"):
+        env = env_values(docs, name)
+        assert (
+            not {"HERALD_PUBLIC_BASE_URL", "HERALD_TWILIO_FROM", "HERALD_ROUTER_REPORT_QUEUED"} & env.keys()
+        )
 
 
 # -------------------------------------------------------------------------------- the checks bite
@@ -161,6 +275,44 @@ def test_schema_check_catches_an_open_object() -> None:
 
 def test_unknown_sender_override_key_is_rejected() -> None:
     assert cc.schema_errors({"sender": {"overrides": {"fax-bulk": {"replicas": 2}}}})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"providers": {"emailProviders": ["twilio"]}},  # an SMS provider cannot send email
+        {"providers": {"emailProviders": []}},
+        {"providers": {"smtp": {"ratePerSecond": -1}}},
+        {"providers": {"rateLimitBulkReserve": 1}},
+        {"receipts": {"publicBaseUrl": "herald.example.com"}},  # no scheme: Twilio signatures would not match
+        {"router": {"overrides": {"bulk": {"retry": {"maxAttempts": 3}}}}},  # retries are a sender setting
+    ],
+)
+def test_schema_rejects_bad_provider_and_receipt_values(values: dict) -> None:
+    assert cc.schema_errors(values)
+
+
+def test_settings_wiring_catches_scope_leaks_and_values_the_service_rejects(rendered: dict) -> None:
+    docs = copy.deepcopy(rendered["production"])
+    push = by_name(docs, "Deployment")["herald-sender-push-bulk"]["spec"]["template"]["spec"]["containers"][0]
+    push["env"].append({"name": "HERALD_PUBLIC_BASE_URL", "value": "https://herald.cinema.example.com"})
+    scheduler = by_name(docs, "Deployment")["herald-scheduler"]["spec"]["template"]["spec"]["containers"][0]
+    scheduler["env"].append({"name": "HERALD_SENDGRID_API_KEY", "value": "SG.x"})
+    for item in scheduler["env"]:
+        if item["name"] == "HERALD_SCHEDULER_BATCH":
+            item["value"] = "0"
+    by_name(docs, "ConfigMap")["herald"]["data"]["HERALD_TWILIO_AUTH_TOKEN"] = "leaked"
+    assert cc.invariant_errors(docs) == [
+        "ConfigMap: HERALD_TWILIO_AUTH_TOKEN reaches every workload; "
+        "it belongs only to ['gateway', 'sender-sms']",
+        "Deployment/herald-sender-push-bulk/sender-push-bulk: gets HERALD_PUBLIC_BASE_URL, which only "
+        "['gateway', 'sender-sms'] may get",
+        "Deployment/herald-scheduler/scheduler: sets HERALD_SENDGRID_API_KEY, which scheduler does not read",
+        "Deployment/herald-scheduler/scheduler: gets HERALD_SENDGRID_API_KEY, "
+        "which only ['sender-email'] may get",
+        "Deployment/herald-scheduler/scheduler: SchedulerSettings rejects the rendered environment: invalid "
+        "settings: HERALD_SCHEDULER_BATCH: Input should be greater than or equal to 1",
+    ]
 
 
 def test_chart_made_secret_needs_an_admin_token_the_gateway_accepts() -> None:
@@ -227,8 +379,14 @@ def test_compose_check_catches_missing_healthcheck_and_unknown_dependency() -> N
     data["services"]["scheduler"]["depends_on"] = {"zookeeper": {"condition": "service_healthy"}}
     data["services"]["sender-sms-bulk"]["image"] = "herald:other"
     del data["services"]["sender-push-bulk"]
+    data["services"]["sender-push-transactional"]["environment"] = {
+        **data["services"]["gateway"]["environment"],
+        "HERALD_SMTP_HOST": "mailpit",
+    }
     assert sorted(cc.compose_errors(data)) == [
         "compose scheduler: depends on unknown service zookeeper",
+        "compose sender-push-transactional: gets HERALD_ADMIN_TOKEN, which only ['gateway'] may get",
+        "compose sender-push-transactional: gets HERALD_SMTP_HOST, which only ['sender-email'] may get",
         "compose sender-sms-bulk: must use the one Herald image and build (herald:local)",
         "compose tracker: needs a healthcheck",
         "compose: no service runs `herald sender --channel push --lane bulk`",

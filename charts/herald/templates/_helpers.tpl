@@ -245,6 +245,9 @@ seccompProfile:
 - name: HERALD_ADMIN_TOKEN
   valueFrom:
     secretKeyRef: {name: {{ $secret }}, key: {{ $keys.adminToken }}}
+- name: HERALD_TWILIO_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ $keys.twilioAuthToken }}, optional: true}
 {{- else if eq $w.channel "email" }}
 - name: HERALD_SMTP_PASSWORD
   valueFrom:
@@ -264,6 +267,82 @@ seccompProfile:
 - name: HERALD_REDIS_URL
   valueFrom:
     secretKeyRef: {name: {{ $root.Values.redis.existingSecret }}, key: {{ $root.Values.redis.existingSecretKey }}}
+{{- end }}
+{{- end }}
+
+{{/*
+Non-secret settings one workload needs beyond the shared ConfigMap: (list $ $workload). Provider,
+receipt, retry and scheduling settings go only to the workloads that read them: receipts to the
+gateway (and the public base URL to sms senders, for the Twilio callback), each provider's endpoint,
+account, failover order and shared rate limit to the senders of its channel, retries and breakers to
+every sender, report-queued to the routers, lease and batch to the scheduler. Optional settings left
+empty (or null) are not set, so the service default applies.
+*/}}
+{{- define "herald.settingsEnv" -}}
+{{- $root := index . 0 }}{{- $w := index . 1 }}
+{{- $v := $root.Values }}
+{{- $p := $v.providers }}
+{{- $s := $w.settings }}
+{{- $env := dict }}
+{{- if eq $w.component "gateway" }}
+{{- $r := $v.receipts }}
+{{- with $r.publicBaseUrl }}{{ $_ := set $env "HERALD_PUBLIC_BASE_URL" . }}{{ end }}
+{{- with $r.sendgridWebhookPublicKey }}{{ $_ := set $env "HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY" . }}{{ end }}
+{{- $_ := set $env "HERALD_SENDGRID_WEBHOOK_MAX_AGE_S" (int $r.sendgridWebhookMaxAgeSeconds) }}
+{{- $_ := set $env "HERALD_RECEIPT_DEDUPE_TTL_S" (int $r.dedupeTtlSeconds) }}
+{{- else if hasPrefix "router-" $w.component }}
+{{- if not (kindIs "invalid" $s.reportQueued) }}
+{{- $_ := set $env "HERALD_ROUTER_REPORT_QUEUED" $s.reportQueued }}
+{{- end }}
+{{- else if eq $w.component "scheduler" }}
+{{- $_ := set $env "HERALD_SCHEDULER_POLL_INTERVAL_S" $s.pollIntervalSeconds }}
+{{- $_ := set $env "HERALD_SCHEDULER_LEASE_S" $s.leaseSeconds }}
+{{- $_ := set $env "HERALD_SCHEDULER_BATCH" (int $s.batch) }}
+{{- else if $w.channel }}
+{{- $_ := set $env "HERALD_RETRY_MAX_ATTEMPTS" (int $s.retry.maxAttempts) }}
+{{- $_ := set $env "HERALD_RETRY_BASE_DELAY_S" $s.retry.baseDelaySeconds }}
+{{- $_ := set $env "HERALD_RETRY_MAX_DELAY_S" $s.retry.maxDelaySeconds }}
+{{- $_ := set $env "HERALD_BREAKER_FAILURE_THRESHOLD" (int $s.breaker.failureThreshold) }}
+{{- $_ := set $env "HERALD_BREAKER_COOLDOWN_S" $s.breaker.cooldownSeconds }}
+{{- $_ := set $env "HERALD_RATE_LIMIT_BULK_RESERVE" $p.rateLimitBulkReserve }}
+{{- if eq $w.channel "email" }}
+{{- $_ := set $env "HERALD_EMAIL_PROVIDERS" (join "," $p.emailProviders) }}
+{{- with $p.emailFrom }}{{ $_ := set $env "HERALD_EMAIL_FROM" . }}{{ end }}
+{{- if $p.smtp.host }}
+{{- $_ := set $env "HERALD_SMTP_HOST" $p.smtp.host }}
+{{- $_ := set $env "HERALD_SMTP_PORT" (int $p.smtp.port) }}
+{{- $_ := set $env "HERALD_SMTP_STARTTLS" $p.smtp.starttls }}
+{{- $_ := set $env "HERALD_SMTP_POOL_SIZE" (int $p.smtp.poolSize) }}
+{{- with $p.smtp.username }}{{ $_ := set $env "HERALD_SMTP_USERNAME" . }}{{ end }}
+{{- end }}
+{{- with $p.sendgrid.baseUrl }}{{ $_ := set $env "HERALD_SENDGRID_BASE_URL" . }}{{ end }}
+{{- $_ := set $env "HERALD_SMTP_RATE_PER_S" $p.smtp.ratePerSecond }}
+{{- $_ := set $env "HERALD_SMTP_BURST" (int $p.smtp.burst) }}
+{{- $_ := set $env "HERALD_SENDGRID_RATE_PER_S" $p.sendgrid.ratePerSecond }}
+{{- $_ := set $env "HERALD_SENDGRID_BURST" (int $p.sendgrid.burst) }}
+{{- $_ := set $env "HERALD_SENDGRID_BATCH_MAX" (int $p.sendgrid.batchMax) }}
+{{- $_ := set $env "HERALD_SENDGRID_BATCH_LINGER_MS" $p.sendgrid.batchLingerMs }}
+{{- else if eq $w.channel "sms" }}
+{{- $_ := set $env "HERALD_SMS_PROVIDERS" (join "," $p.smsProviders) }}
+{{- with $p.twilio.baseUrl }}{{ $_ := set $env "HERALD_TWILIO_BASE_URL" . }}{{ end }}
+{{- with $p.twilio.accountSid }}{{ $_ := set $env "HERALD_TWILIO_ACCOUNT_SID" . }}{{ end }}
+{{- with $p.twilio.from }}{{ $_ := set $env "HERALD_TWILIO_FROM" . }}{{ end }}
+{{- with $p.twilio.statusCallbackUrl }}{{ $_ := set $env "HERALD_TWILIO_STATUS_CALLBACK_URL" . }}{{ end }}
+{{- with $v.receipts.publicBaseUrl }}{{ $_ := set $env "HERALD_PUBLIC_BASE_URL" . }}{{ end }}
+{{- $_ := set $env "HERALD_TWILIO_RATE_PER_S" $p.twilio.ratePerSecond }}
+{{- $_ := set $env "HERALD_TWILIO_BURST" (int $p.twilio.burst) }}
+{{- else if eq $w.channel "push" }}
+{{- $_ := set $env "HERALD_PUSH_PROVIDERS" (join "," $p.pushProviders) }}
+{{- with $p.fcm.baseUrl }}{{ $_ := set $env "HERALD_FCM_BASE_URL" . }}{{ end }}
+{{- with $p.fcm.tokenUrl }}{{ $_ := set $env "HERALD_FCM_TOKEN_URL" . }}{{ end }}
+{{- with $p.fcm.projectId }}{{ $_ := set $env "HERALD_FCM_PROJECT_ID" . }}{{ end }}
+{{- $_ := set $env "HERALD_FCM_RATE_PER_S" $p.fcm.ratePerSecond }}
+{{- $_ := set $env "HERALD_FCM_BURST" (int $p.fcm.burst) }}
+{{- end }}
+{{- end }}
+{{- range $name := keys $env | sortAlpha }}
+- name: {{ $name }}
+  value: {{ get $env $name | toString | quote }}
 {{- end }}
 {{- end }}
 
