@@ -6,11 +6,11 @@ from aiohttp import web
 
 from herald_common.schemas import ApiKeyIn, TenantIn
 from herald_gateway.context import KEY_CACHE, SETTINGS, STORE
-from herald_gateway.problems import ProblemError, json_response, parse, read_json
+from herald_gateway.problems import ProblemError, json_response, parse_body
 
 
 async def create_tenant(request: web.Request) -> web.Response:
-    body = parse(TenantIn, await read_json(request, request.app[SETTINGS].max_body_bytes))
+    body = await parse_body(request, TenantIn, request.app[SETTINGS].max_body_bytes)
     tenant = await request.app[STORE].create_tenant(body)
     if tenant is None:
         raise ProblemError(409, f"tenant {body.id} already exists")
@@ -31,7 +31,7 @@ async def issue_key(request: web.Request) -> web.Response:
         raise ProblemError(404, "no such tenant")
     body = ApiKeyIn()
     if request.can_read_body:
-        body = parse(ApiKeyIn, await read_json(request, request.app[SETTINGS].max_body_bytes))
+        body = await parse_body(request, ApiKeyIn, request.app[SETTINGS].max_body_bytes)
     key_id, api_key = await store.issue_api_key(tenant_id, body.name)
     return json_response(
         {"key_id": key_id, "api_key": api_key, "tenant_id": tenant_id, "name": body.name}, status=201

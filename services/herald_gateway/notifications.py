@@ -31,7 +31,7 @@ from herald_gateway.context import (
     TOPICS,
 )
 from herald_gateway.idempotency import Idempotency, Stored, fingerprint
-from herald_gateway.problems import ProblemError, json_response, parse, read_json
+from herald_gateway.problems import ProblemError, json_response, parse_body, parse_json, read_body
 
 log = structlog.get_logger()
 
@@ -104,8 +104,8 @@ def _accepted_body(req: NotificationRequest) -> dict[str, Any]:
 
 async def create(request: web.Request) -> web.Response:
     app, tenant_id = request.app, request[TENANT_ID]
-    data = await read_json(request, app[SETTINGS].max_body_bytes)
-    body: NotificationIn = parse(NotificationIn, data)
+    raw = await read_body(request, app[SETTINGS].max_body_bytes)
+    body = parse_json(NotificationIn, raw)
     key = request.headers.get("Idempotency-Key") or body.idempotency_key
     idem = None
     if key is not None:
@@ -114,7 +114,7 @@ async def create(request: web.Request) -> web.Response:
         idem = Idempotency(
             app[REDIS],
             app[KEYS].idempotency(tenant_id, key),
-            fingerprint(orjson.dumps(data)),
+            fingerprint(raw),
             app[SETTINGS].idempotency_ttl_s,
         )
         stored: Stored | None = await idem.claim()
@@ -146,7 +146,7 @@ async def create_batch(request: web.Request) -> web.Response:
     """All or nothing: every item is validated first; then all are written and acknowledged together.
     Items carrying an idempotency_key already used return the first notification's id."""
     app, tenant_id = request.app, request[TENANT_ID]
-    body: NotificationBatch = parse(NotificationBatch, await read_json(request, app[SETTINGS].max_body_bytes))
+    body = await parse_body(request, NotificationBatch, app[SETTINGS].max_body_bytes)
     redis, keys = app[REDIS], app[KEYS]
     results: list[dict[str, Any] | None] = [None] * len(body.notifications)
     fresh: list[tuple[int, NotificationIn]] = []

@@ -3,7 +3,7 @@ nothing leaves as a bare stack trace or HTML page."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pydantic
@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 log = structlog.get_logger()
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 PROBLEM = "application/problem+json"
 _TITLES = {
@@ -98,7 +99,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem(500, "an internal error occurred; nothing was accepted")
 
 
-async def read_json(request: web.Request, max_bytes: int) -> Any:
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
     ctype = request.content_type
     if ctype not in ("application/json", "application/merge-patch+json") and not ctype.endswith("+json"):
         raise ProblemError(415, "send the body as application/json")
@@ -107,23 +108,29 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     raw = await request.read()
     if not raw:
         raise ProblemError(400, "the request body is empty")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ProblemError(400, f"the request body is not valid JSON: {exc}") from None
+    return raw
 
 
-def parse(model: type[pydantic.BaseModel], data: Any, root: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise ProblemError(
-            422,
-            "the request body must be a JSON object",
-            errors=[{"field": root or "(body)", "message": "must be an object"}],
-        )
+def parse_json(model: type[M], raw: bytes, root: str = "") -> M:
+    """Validate straight from the bytes (pydantic's own JSON parser: no intermediate Python dicts)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw)
     except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        bad_json = next((e for e in errors if e["type"] == "json_invalid"), None)
+        if bad_json is not None:
+            raise ProblemError(400, f"the request body is not valid JSON: {bad_json['msg']}") from None
+        if len(errors) == 1 and not errors[0]["loc"] and errors[0]["type"] == "model_type":
+            raise ProblemError(
+                422,
+                "the request body must be a JSON object",
+                errors=[{"field": root or "(body)", "message": "must be an object"}],
+            ) from None
         raise ProblemError(422, "the request body is not valid", errors=field_errors(exc, root)) from None
+
+
+async def parse_body(request: web.Request, model: type[M], max_bytes: int) -> M:
+    return parse_json(model, await read_body(request, max_bytes))
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from herald_common.schemas import Contact, ContactBatch, ContactIn, PreviewIn, Template, TemplateIn
 from herald_common.store import now
 from herald_common.templating import TemplateRenderError, check_syntax, render_channel
 from herald_gateway.context import SETTINGS, STORE, TENANT_ID
-from herald_gateway.problems import ProblemError, json_response, parse, read_json
+from herald_gateway.problems import M, ProblemError, json_response, parse_body
 
 ID = r"{%s:[A-Za-z0-9][A-Za-z0-9._\-]{0,127}}"
 
 
-async def _body(request: web.Request) -> Any:
-    return await read_json(request, request.app[SETTINGS].max_body_bytes)
+async def _body(request: web.Request, model: type[M]) -> M:
+    return await parse_body(request, model, request.app[SETTINGS].max_body_bytes)
 
 
 # contacts -------------------------------------------------------------------------------------------
 async def put_contact(request: web.Request) -> web.Response:
-    body = parse(ContactIn, await _body(request))
+    body = await _body(request, ContactIn)
     contact = await request.app[STORE].put_contact(request[TENANT_ID], request.match_info["contact_id"], body)
     return json_response(contact.model_dump(mode="json"))
 
@@ -40,7 +38,7 @@ async def delete_contact(request: web.Request) -> web.Response:
 
 
 async def batch_contacts(request: web.Request) -> web.Response:
-    body: ContactBatch = parse(ContactBatch, await _body(request))
+    body: ContactBatch = await _body(request, ContactBatch)
     contacts = [Contact(**c.model_dump(), updated_at=now()) for c in body.contacts]
     await request.app[STORE].put_contacts(request[TENANT_ID], contacts)
     return json_response({"upserted": len(contacts)})
@@ -55,7 +53,7 @@ def _syntax_problems(body: TemplateIn) -> list[dict[str, str]]:
 
 
 async def put_template(request: web.Request) -> web.Response:
-    body: TemplateIn = parse(TemplateIn, await _body(request))
+    body: TemplateIn = await _body(request, TemplateIn)
     errors = _syntax_problems(body)
     if errors:
         raise ProblemError(422, "the template does not compile", errors=errors)
@@ -84,7 +82,7 @@ async def delete_template(request: web.Request) -> web.Response:
 
 async def preview_template(request: web.Request) -> web.Response:
     template = await _template(request)
-    body: PreviewIn = parse(PreviewIn, await _body(request)) if request.can_read_body else PreviewIn()
+    body: PreviewIn = await _body(request, PreviewIn) if request.can_read_body else PreviewIn()
     contact = body.contact.model_dump(mode="json") if body.contact else {}
     context = {
         "contact": {**contact.get("attributes", {}), **contact},
