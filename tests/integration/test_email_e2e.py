@@ -248,3 +248,19 @@ async def test_batch_endpoint(stack: Stack) -> None:
     assert [n["id"] for n in again["notifications"]] == ids[:2]
     for nid in ids:
         await _status(stack, nid, "sent")
+
+
+async def test_expired_before_routing_is_reported_not_sent(stack: Stack) -> None:
+    await _tenant(stack)
+    _, a = await stack.api.call(
+        "POST",
+        "/v1/notifications",
+        {
+            "to": {"email": "late@example.com"},
+            "content": {"email": {"subject": "s", "text": "t"}},
+            "expires_at": "2020-01-01T00:00:00Z",
+        },
+    )
+    doc = await _status(stack, a["id"], "expired")
+    assert "expired" in doc["reason"]
+    assert not [m for m in stack.smtp.snapshot() if m.rcpt_to == ["late@example.com"]]
