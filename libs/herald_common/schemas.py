@@ -233,6 +233,30 @@ class TenantIn(Strict):
     email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
+    rate_limit_per_s: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="notifications per second the API accepts (all gateways together)",
+    )
+    rate_limit_burst: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="notifications accepted at once above the rate (default: 1,000)",
+    )
+
+
+class TenantPatch(Strict):
+    """Fields of a tenant an admin can change; absent fields stay as they are, null clears."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    email_from: Email | None = None
+    email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
+    fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
+    rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
+    rate_limit_burst: int | None = Field(None, ge=1, le=10_000_000)
 
 
 class Tenant(TenantIn):

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from herald_common.redisio import AutoPipeline, Keys
-from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn
+from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn, TenantPatch
 
 
 def hash_api_key(api_key: str) -> str:
@@ -43,6 +43,14 @@ class Store:
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         raw = await self.redis.get(self.keys.tenant(tenant_id))
         return Tenant.model_validate_json(raw) if raw else None
+
+    async def update_tenant(self, tenant_id: str, patch: TenantPatch) -> Tenant | None:
+        tenant = await self.get_tenant(tenant_id)
+        if tenant is None:
+            return None
+        updated = Tenant.model_validate({**tenant.model_dump(), **patch.model_dump(exclude_unset=True)})
+        await self.redis.set(self.keys.tenant(tenant_id), updated.model_dump_json())
+        return updated
 
     async def issue_api_key(self, tenant_id: str, name: str) -> tuple[str, str]:
         key_id = f"k_{secrets.token_hex(6)}"

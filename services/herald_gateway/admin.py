@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from herald_common.schemas import ApiKeyIn, TenantIn
-from herald_gateway.context import KEY_CACHE, SETTINGS, STORE
+from herald_common.schemas import ApiKeyIn, TenantIn, TenantPatch
+from herald_gateway.context import KEY_CACHE, SETTINGS, STORE, TENANT_CACHE
 from herald_gateway.problems import ProblemError, json_response, parse_body
 
 
@@ -21,6 +21,15 @@ async def get_tenant(request: web.Request) -> web.Response:
     tenant = await request.app[STORE].get_tenant(request.match_info["tenant_id"])
     if tenant is None:
         raise ProblemError(404, "no such tenant")
+    return json_response(tenant.model_dump(mode="json"))
+
+
+async def update_tenant(request: web.Request) -> web.Response:
+    patch = await parse_body(request, TenantPatch, request.app[SETTINGS].max_body_bytes)
+    tenant = await request.app[STORE].update_tenant(request.match_info["tenant_id"], patch)
+    if tenant is None:
+        raise ProblemError(404, "no such tenant")
+    request.app[TENANT_CACHE].drop(tenant.id)  # other gateway replicas follow within the cache time
     return json_response(tenant.model_dump(mode="json"))
 
 
@@ -50,5 +59,6 @@ async def revoke_key(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/v1/tenants", create_tenant)
     app.router.add_get("/admin/v1/tenants/{tenant_id}", get_tenant)
+    app.router.add_patch("/admin/v1/tenants/{tenant_id}", update_tenant)
     app.router.add_post("/admin/v1/tenants/{tenant_id}/api-keys", issue_key)
     app.router.add_delete("/admin/v1/tenants/{tenant_id}/api-keys/{key_id}", revoke_key)

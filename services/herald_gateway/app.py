@@ -32,6 +32,7 @@ from herald_gateway.context import (
     SETTINGS,
     STATUS,
     STORE,
+    TENANT_CACHE,
     TOPICS,
 )
 from herald_gateway.openapi import document
@@ -94,6 +95,7 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     app[KEYS] = Keys(settings.redis_prefix)
     app[KEY_CACHE] = TTLCache(settings.api_key_cache_s)
     app[CATEGORY_CACHE] = TTLCache(settings.api_key_cache_s)
+    app[TENANT_CACHE] = TTLCache(settings.api_key_cache_s)
     app.cleanup_ctx.append(_clients)
     add_health_routes(app, lifecycle)
     app.router.add_get("/v1/openapi.json", _openapi)

@@ -10,6 +10,7 @@ from herald_common.cache import TTLCache
 from herald_common.ids import NotificationIds
 from herald_common.lifecycle import Lifecycle
 from herald_common.redisio import Keys
+from herald_common.schemas import Tenant
 from herald_common.status import StatusStore
 from herald_common.store import Store
 from herald_common.topics import Topics
@@ -25,6 +26,7 @@ TOPICS = web.AppKey("topics", Topics)
 IDS = web.AppKey("ids", NotificationIds)
 KEYS = web.AppKey("keys", Keys)
 KEY_CACHE = web.AppKey("key_cache", TTLCache[dict])
+TENANT_CACHE = web.AppKey("tenant_cache", TTLCache[Tenant])  # tenant settings (rate limits), briefly cached
 CATEGORY_CACHE = web.AppKey("category_cache", TTLCache[str])  # template id → category, for lane choice
 
 TENANT_ID = web.RequestKey("tenant_id", str)  # request-scoped: set by the auth middleware

@@ -18,6 +18,7 @@ from herald_common.ids import partition_key
 from herald_common.kafka import produce_many
 from herald_common.schemas import NotificationBatch, NotificationIn, NotificationRequest
 from herald_common.settings import Lane
+from herald_gateway import quota
 from herald_gateway.context import (
     CATEGORY_CACHE,
     IDS,
@@ -57,14 +58,16 @@ async def _produce(
     """Write every item and wait until Kafka acknowledged all of them (acks=all)."""
     producer, topics = app[PRODUCER], app[TOPICS]
     now = time.time()
+    lanes = [await lane_for(app, tenant_id, n) for n in items]
+    await quota.take(app, tenant_id, len(items), "transactional" if "transactional" in lanes else "bulk")
     requests: list[NotificationRequest] = []
     per_topic: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
-    for n in items:
+    for n, lane in zip(items, lanes, strict=True):
         # Already validated as NotificationIn: construct without validating a second time.
         req = NotificationRequest.model_construct(
             id=app[IDS].new(tenant_id),
             tenant_id=tenant_id,
-            lane=await lane_for(app, tenant_id, n),
+            lane=lane,
             accepted_at=now,
             to=n.to,  # type: ignore[arg-type]  # serialises to the same JSON as a WireRecipient
             template_id=n.template_id,

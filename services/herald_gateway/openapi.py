@@ -18,6 +18,7 @@ from herald_common.schemas import (
     PreviewIn,
     TemplateIn,
     TenantIn,
+    TenantPatch,
 )
 
 _MODELS: list[type[BaseModel]] = [
@@ -28,6 +29,7 @@ _MODELS: list[type[BaseModel]] = [
     TemplateIn,
     PreviewIn,
     TenantIn,
+    TenantPatch,
     ApiKeyIn,
 ]
 
@@ -35,6 +37,14 @@ _MODELS: list[type[BaseModel]] = [
 _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
     ("post", "/admin/v1/tenants", "Create a tenant (a cinema chain)", "TenantIn", 201, "admin"),
     ("get", "/admin/v1/tenants/{tenant_id}", "Read a tenant", None, 200, "admin"),
+    (
+        "patch",
+        "/admin/v1/tenants/{tenant_id}",
+        "Change a tenant (sender identity, rate limit)",
+        "TenantPatch",
+        200,
+        "admin",
+    ),
     (
         "post",
         "/admin/v1/tenants/{tenant_id}/api-keys",

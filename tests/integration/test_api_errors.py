@@ -117,6 +117,11 @@ async def test_openapi_document(stack: Stack) -> None:
     assert status == 200
     assert doc["openapi"].startswith("3.")
     assert "/v1/notifications" in doc["paths"] and "NotificationIn" in doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():  # every referenced schema is defined
+        for op in ops.values():
+            for media in op.get("requestBody", {}).get("content", {}).values():
+                name = media["schema"]["$ref"].rsplit("/", 1)[1]
+                assert name in doc["components"]["schemas"], (path, name)
 
 
 async def test_contacts_templates_roundtrip(stack: Stack) -> None:
@@ -151,3 +156,31 @@ async def test_contacts_templates_roundtrip(stack: Stack) -> None:
         "POST", "/v1/templates/t1:preview", {"contact": {"email": "a@example.com"}}
     )
     assert status == 200 and p["channels"]["email"]["subject"] == "Hey"
+
+
+async def test_tenant_rate_limit_answers_429_with_retry_after(stack: Stack) -> None:
+    _, tenant = await stack.api.call("POST", "/admin/v1/tenants", {"name": "Limited"}, token=ADMIN_TOKEN)
+    _, key = await stack.api.call("POST", f"/admin/v1/tenants/{tenant['id']}/api-keys", token=ADMIN_TOKEN)
+    status, patched = await stack.api.call(
+        "PATCH",
+        f"/admin/v1/tenants/{tenant['id']}",
+        {"rate_limit_per_s": 1, "rate_limit_burst": 5},
+        token=ADMIN_TOKEN,
+    )
+    assert status == 200 and patched["rate_limit_per_s"] == 1 and patched["name"] == "Limited"
+    one = {"to": {"email": "q@example.com"}, "content": {"email": {"subject": "s", "text": "t"}}}
+    statuses = [
+        (await stack.api.call("POST", "/v1/notifications", one, token=key["api_key"]))[0] for _ in range(5)
+    ]
+    assert statuses == [202] * 5
+    async with stack.api.http.post(
+        f"{stack.base_url}/v1/notifications", json=one, headers={"Authorization": f"Bearer {key['api_key']}"}
+    ) as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1 and body["status"] == 429
+    batch = {"notifications": [one] * 10}
+    status, body = await stack.api.call("POST", "/v1/notifications:batch", batch, token=key["api_key"])
+    assert status == 429 and "burst" in body["detail"]
+    # Another tenant is not affected.
+    status, _ = await stack.api.call("POST", "/v1/notifications", one)
+    assert status == 202
