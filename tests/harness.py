@@ -94,18 +94,6 @@ def herald_process(name: str, args: list[str], env: dict[str, str], log: Path) -
     return Managed(name, [sys.executable, "-m", "herald_cli", *args], env=env, log=log).start()
 
 
-async def wait_http_ok(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{url} never answered 200")
-
-
 async def eventually(
     check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 30.0, interval_s: float = 0.1
 ) -> None:

@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
 from herald_providers.http import (
+    HttpProvider,
     classify_status,
-    make_session,
     parse_retry_after,
     request_timeout,
     scrub,
@@ -161,7 +161,7 @@ class AccessTokenSource:
         raise classify_status(status, provider=self._provider, reason=reason, retry_after=retry_after)
 
 
-class FcmProvider:
+class FcmProvider(HttpProvider):
     channel = "push"
 
     def __init__(
@@ -181,18 +181,7 @@ class FcmProvider:
         self.tokens = AccessTokenSource(
             credentials, token_url=token_url, timeout_s=timeout_s, provider=name, clock=clock
         )
-        self._session = session
-        self._owns_session = session is None
-        self._timeout_s = timeout_s
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = make_session(timeout_s=self._timeout_s)
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(session, timeout_s)
 
     async def send(self, msg: OutboundMessage) -> SendResult:
         if self._session is None:

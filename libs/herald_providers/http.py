@@ -121,3 +121,27 @@ def scrub(text: str, *secrets: str) -> str:
         if secret:
             text = text.replace(secret, redact(secret))
     return text
+
+
+class HttpProvider:
+    """What every HTTP adapter shares: its client session (given, or made at ``start`` and then
+    closed at ``close``) and the per-request timeout."""
+
+    def __init__(self, session: aiohttp.ClientSession | None, timeout_s: float) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._timeout_s = timeout_s
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = make_session(timeout_s=self._timeout_s)
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__}.start() was not awaited")
+        return self._session

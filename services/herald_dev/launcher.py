@@ -17,7 +17,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -25,7 +24,7 @@ from aiohttp import web
 
 from herald_common.kafka import create_topics
 from herald_common.topics import Topics
-from herald_dev.infra import Managed, free_port, port_open, start_broker, start_valkey
+from herald_dev.infra import Managed, free_port, port_open, start_broker, start_valkey, wait_http_ok
 from herald_dev.outbox import Outbox, outbox_app
 from herald_dev.peers.local import LocalPeers
 from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
@@ -160,18 +159,6 @@ class DevStack:
             proc.stop()
 
 
-async def _wait_ready(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not become ready in {timeout_s}s")
-
-
 async def seed_demo(base: str, admin_token: str) -> str:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_token}"}) as http:
         async with http.post(
@@ -259,7 +246,7 @@ async def run(args: argparse.Namespace, root: Path) -> None:
         base = f"http://{http_host}:{http_port}"
         await stack.start_peers(base)
         stack.start_services()
-        await _wait_ready(f"{base}/readyz")
+        await wait_http_ok(f"{base}/readyz")
         api_key = await seed_demo(base, env["HERALD_ADMIN_TOKEN"]) if stack.seed else "(not seeded)"
         text = banner(base, f"http://127.0.0.1:{outbox_port}/", api_key, env["HERALD_ADMIN_TOKEN"])
         (root / "demo.txt").write_text(text)

@@ -21,7 +21,6 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -31,6 +30,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 from herald_dev.outbox import Outbox
+from herald_dev.peers.callbacks import CallbackClient
 from herald_dev.peers.faults import FaultPlan, apply_faults, json_response
 from herald_providers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_event_payload
 
@@ -52,7 +52,7 @@ def _errors(
     return json_response(body, status, headers)
 
 
-class SendGridPeer:
+class SendGridPeer(CallbackClient):
     provider = "sendgrid"
 
     def __init__(
@@ -74,8 +74,7 @@ class SendGridPeer:
         self.bounce = set(bounce or ())
         self.event_delay_s = event_delay_s
         self.webhook_posts: list[tuple[bytes, dict[str, str], int]] = []  # body, headers, answer (keep)
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__()
         self.faults = faults or FaultPlan()
         self.outbox = outbox
         self.keep = keep
@@ -90,14 +89,6 @@ class SendGridPeer:
         app.cleanup_ctx.append(self._client)
         app.on_shutdown.append(self._shutdown)
         return app
-
-    async def _client(self, _app: web.Application) -> AsyncIterator[None]:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        yield
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._session.close()
 
     async def _shutdown(self, _app: web.Application) -> None:
         self.faults.release_hangs()
@@ -150,9 +141,7 @@ class SendGridPeer:
         self._capture(body, message_id)
         self.faults.meter.record()
         if self.event_webhook_url and self.signing_key is not None:
-            task = asyncio.create_task(self._post_events(body, message_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._in_background(self._post_events(body, message_id))
         return web.Response(status=202, headers={"X-Message-Id": message_id})
 
     def events_for(self, body: dict[str, Any], message_id: str) -> list[dict[str, Any]]:

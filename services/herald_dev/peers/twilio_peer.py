@@ -18,7 +18,6 @@ import asyncio
 import base64
 import binascii
 import secrets
-from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Any
 
@@ -28,6 +27,7 @@ import structlog
 from aiohttp import web
 
 from herald_dev.outbox import Outbox
+from herald_dev.peers.callbacks import CallbackClient
 from herald_dev.peers.faults import FaultPlan, apply_faults, json_response
 from herald_providers.twilio import compute_signature
 
@@ -60,7 +60,7 @@ def twilio_error(code: int, headers: dict[str, str] | None = None, status: int |
     return json_response(body, status, headers)
 
 
-class TwilioPeer:
+class TwilioPeer(CallbackClient):
     provider = "twilio"
 
     def __init__(
@@ -86,8 +86,7 @@ class TwilioPeer:
         self.messages: list[dict[str, Any]] = []
         self.requests: list[dict[str, str]] = []  # accepted forms
         self.callbacks_sent: list[dict[str, str]] = []
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -95,14 +94,6 @@ class TwilioPeer:
         app.cleanup_ctx.append(self._client)
         app.on_shutdown.append(self._shutdown)
         return app
-
-    async def _client(self, _app: web.Application) -> AsyncIterator[None]:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        yield
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._session.close()
 
     async def _shutdown(self, _app: web.Application) -> None:
         self.faults.release_hangs()
@@ -138,9 +129,7 @@ class TwilioPeer:
         self._capture(form, message)
         self.faults.meter.record()
         if self.status_callbacks and form.get("StatusCallback"):
-            task = asyncio.create_task(self._callbacks(form["StatusCallback"], message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._in_background(self._callbacks(form["StatusCallback"], message))
         return json_response(message, 201)
 
     def _resource(self, form: dict[str, str]) -> dict[str, Any]:
