@@ -11,9 +11,9 @@ import aiohttp
 import orjson
 import pytest
 
-from herald_dev.infra import free_port
+from herald_dev.infra import free_port, wait_http_ok
 from tests.conftest import Infra, unique
-from tests.harness import Api, Env, herald_process, read_topic, wait_http_ok
+from tests.harness import Api, Env, herald_process, read_topic
 
 pytestmark = [pytest.mark.integration]
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from herald_common.settings import load
-from herald_dev.infra import free_port
+from herald_dev.infra import free_port, wait_http_ok
 from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
 from herald_gateway.main import serve as serve_gateway
 from herald_gateway.settings import GatewaySettings
@@ -19,7 +19,7 @@ from herald_router.settings import RouterSettings
 from herald_tracker.main import serve as serve_tracker
 from herald_tracker.settings import TrackerSettings
 from tests.conftest import Infra, unique
-from tests.harness import ADMIN_TOKEN, Api, Env, eventually, herald_process, running, wait_http_ok
+from tests.harness import ADMIN_TOKEN, Api, Env, eventually, herald_process, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
