@@ -9,10 +9,11 @@ uncommitted, so it is redelivered; handlers make redelivery harmless (the sender
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -114,10 +115,14 @@ async def create_topics(
 
 @dataclass(frozen=True, slots=True)
 class CommitPolicy:
-    """Commit once per fetched batch, after every record in it was handled and downstream acked."""
+    """Commit, per partition, the offset after the longest run of handled records from the last
+    commit on (a record still in flight holds back every later offset of its partition), every
+    ``interval_s``, after flushing the producer: what is committed was handled and its downstream
+    writes acknowledged."""
 
     max_batch: int = 500
     poll_timeout_ms: int = 500
+    interval_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +158,12 @@ class ErrorPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Backpressure:
-    """At most ``concurrency`` records are processed at once; the next batch is fetched only when the
-    current one is finished, so memory stays bounded by ``max_batch``."""
+    """At most ``concurrency`` records are handled at once and at most ``max_in_flight`` fetched but
+    unfinished: fetching pauses beyond that, so memory stays bounded however slow a handler is. A
+    slow record delays only the records with its key, not the next fetch."""
 
     concurrency: int = 64
+    max_in_flight: int = 1000
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -164,16 +171,60 @@ class _Rebalance(ConsumerRebalanceListener):
         self.runner = runner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Let the batch in flight finish and commit before the partitions move to another member.
-        try:
-            await asyncio.wait_for(self.runner._idle.wait(), timeout=self.runner.drain_timeout_s)
-        except TimeoutError:
-            log.warning("rebalance while a batch is still running; it will be redelivered")
+        # Finish and commit what is in flight before the partitions move to another member.
+        self.runner._paused = True
+        if not await self.runner._settle(self.runner.drain_timeout_s):
+            log.warning("rebalance while records are still in flight; they will be redelivered")
+        await self.runner._commit()
+        self.runner._offsets.forget(revoked)
         if revoked:
             log.info("partitions revoked", count=len(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.runner._paused = False
         log.info("partitions assigned", count=len(assigned))
+
+
+class _Offsets:
+    """Per partition, the offsets fetched and not yet handled, and the next offset safe to commit."""
+
+    def __init__(self) -> None:
+        self._pending: dict[TopicPartition, deque[int]] = defaultdict(deque)
+        self._done: dict[TopicPartition, set[int]] = defaultdict(set)
+        self._committable: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self.in_flight = 0
+
+    def fetched(self, tp: TopicPartition, offset: int) -> None:
+        self._pending[tp].append(offset)
+        self.in_flight += 1
+
+    def handled(self, tp: TopicPartition, offset: int) -> None:
+        pending, done = self._pending[tp], self._done[tp]
+        done.add(offset)
+        self.in_flight = max(0, self.in_flight - 1)
+        while pending and pending[0] in done:
+            first = pending.popleft()
+            done.discard(first)
+            self._committable[tp] = first + 1
+
+    def abandoned(self, count: int) -> None:
+        """Records that will not be handled here (the process is draining): no longer in flight, and
+        their offsets stay uncommitted so the next owner gets them."""
+        self.in_flight = max(0, self.in_flight - count)
+
+    def to_commit(self) -> dict[TopicPartition, int]:
+        return {tp: o for tp, o in self._committable.items() if self._committed.get(tp) != o}
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        self._committed.update(offsets)
+
+    def forget(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.in_flight = max(0, self.in_flight - len(self._pending.pop(tp, ())))
+            self._done.pop(tp, None)
+            self._committable.pop(tp, None)
+            self._committed.pop(tp, None)
 
 
 class ConsumerRunner:
@@ -195,8 +246,13 @@ class ConsumerRunner:
         self.handler = handler
         self.producer = producer
         self.lifecycle = lifecycle
-        self.commit_policy = CommitPolicy(max_batch=settings.consumer_max_batch)
-        self.backpressure = Backpressure(concurrency=settings.consumer_concurrency)
+        self.commit_policy = CommitPolicy(
+            max_batch=settings.consumer_max_batch, interval_s=settings.consumer_commit_interval_s
+        )
+        self.backpressure = Backpressure(
+            concurrency=settings.consumer_concurrency,
+            max_in_flight=max(2 * settings.consumer_max_batch, settings.consumer_concurrency),
+        )
         self.error_policy = error_policy or ErrorPolicy()
         self.drain_timeout_s = settings.drain_timeout_s
         self.consumer = AIOKafkaConsumer(
@@ -209,9 +265,12 @@ class ConsumerRunner:
             max_poll_records=self.commit_policy.max_batch,
             client_id=f"herald-{service}",
         )
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._sem = asyncio.Semaphore(self.backpressure.concurrency)
+        self._offsets = _Offsets()
+        self._queues: dict[tuple[str, bytes], deque[ConsumerRecord]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()  # set whenever a record finishes
+        self._paused = False  # while partitions are being revoked
         self._inflight = metrics.INFLIGHT.labels(service)
         self._latency = metrics.MESSAGE_SECONDS.labels(service)
         self._errors = metrics.MESSAGE_ERRORS.labels(service)
@@ -225,66 +284,106 @@ class ConsumerRunner:
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
 
     async def run(self) -> None:
-        """Consume until the lifecycle asks to stop, then finish the batch in hand, commit and leave."""
+        """Consume until the lifecycle asks to stop; then finish what is in flight, commit and leave."""
+        last_commit = time.monotonic()
         try:
             while not self.lifecycle.stopping.is_set():
                 self.lifecycle.beat()
-                try:
-                    batch = await self.consumer.getmany(
-                        timeout_ms=self.commit_policy.poll_timeout_ms,
-                        max_records=self.commit_policy.max_batch,
-                    )
-                    self._polled_ok = True
-                except KafkaError as exc:
-                    self._polled_ok = False
-                    log.warning("fetch failed", error=str(exc))
-                    await asyncio.sleep(1.0)
-                    continue
-                if not batch:
-                    continue
-                self._idle.clear()
-                try:
-                    await self._process(batch)
-                except Exception:
-                    if not self.lifecycle.stopping.is_set():
-                        raise
-                    log.info("batch abandoned while draining; it will be redelivered uncommitted")
-                    break
-                finally:
-                    self._idle.set()
-                self._record_lag(batch)
+                room = self.backpressure.max_in_flight - self._offsets.in_flight
+                if self._paused or room <= 0:
+                    await self._wait_progress(self.commit_policy.poll_timeout_ms / 1000)
+                else:
+                    try:
+                        batch = await self.consumer.getmany(
+                            timeout_ms=self.commit_policy.poll_timeout_ms,
+                            max_records=min(room, self.commit_policy.max_batch),
+                        )
+                        self._polled_ok = True
+                    except KafkaError as exc:
+                        self._polled_ok = False
+                        log.warning("fetch failed", error=str(exc))
+                        await asyncio.sleep(1.0)
+                        continue
+                    for tp, records in batch.items():
+                        metrics.MESSAGES_CONSUMED.labels(self.service, tp.topic).inc(len(records))
+                        for rec in records:
+                            self._offsets.fetched(tp, rec.offset)
+                            self._enqueue(rec)
+                    self._record_lag(batch)
+                if time.monotonic() - last_commit >= self.commit_policy.interval_s:
+                    await self._commit()
+                    last_commit = time.monotonic()
+            await self._settle(None)  # the drain: wait_drained cancels this past the drain timeout
+            await self._commit()
         finally:
+            for task in self._workers:
+                task.cancel()
             await self.consumer.stop()
 
-    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        by_key: dict[tuple[str, bytes | None], list[ConsumerRecord]] = defaultdict(list)
-        for tp, records in batch.items():
-            metrics.MESSAGES_CONSUMED.labels(self.service, tp.topic).inc(len(records))
-            for rec in records:
-                # Records without a key keep partition order among themselves.
-                key = rec.key if rec.key is not None else f"p{tp.partition}".encode()
-                by_key[(tp.topic, key)].append(rec)
-        async with asyncio.TaskGroup() as group:  # one failure (only while draining) cancels the rest
-            for records in by_key.values():
-                group.create_task(self._run_key(records))
-        await self.producer.flush()
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # The partitions moved on; the next owner gets the batch again and the ledger dedupes it.
-            log.warning("commit failed; batch will be redelivered", error=str(exc))
+    def _enqueue(self, rec: ConsumerRecord) -> None:
+        """Records with the same key run one after another, in offset order; other keys concurrently."""
+        key = (rec.topic, rec.key if rec.key is not None else f"p{rec.partition}".encode())
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+            task = asyncio.create_task(self._drain_key(key, queue))
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+        queue.append(rec)
 
-    async def _run_key(self, records: list[ConsumerRecord]) -> None:
-        for rec in records:
-            async with self._sem:
-                self._inflight.inc()
-                started = time.perf_counter()
-                try:
-                    await self._handle_with_policy(rec)
-                finally:
-                    self._inflight.dec()
-                    self._latency.observe(time.perf_counter() - started)
+    async def _drain_key(self, key: tuple[str, bytes], queue: deque[ConsumerRecord]) -> None:
+        try:
+            while queue:
+                rec = queue[0]
+                async with self._sem:
+                    self._inflight.inc()
+                    started = time.perf_counter()
+                    try:
+                        await self._handle_with_policy(rec)
+                    finally:
+                        self._inflight.dec()
+                        self._latency.observe(time.perf_counter() - started)
+                queue.popleft()
+                self._offsets.handled(TopicPartition(rec.topic, rec.partition), rec.offset)
+                self._progress.set()
+        except Exception as exc:  # only while draining: leave the rest uncommitted for the next owner
+            log.info("record abandoned while draining; it will be redelivered", error=repr(exc))
+            self._offsets.abandoned(len(queue))
+            self._progress.set()
+        finally:
+            del self._queues[key]
+
+    async def _wait_progress(self, timeout_s: float) -> None:
+        self._progress.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._progress.wait(), timeout=timeout_s)
+
+    async def _settle(self, timeout_s: float | None) -> bool:
+        """Wait until no record is in flight; False if ``timeout_s`` passed first."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._workers:
+            self.lifecycle.beat()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.wait(set(self._workers), timeout=0.5)
+        return True
+
+    async def _commit(self) -> None:
+        offsets = self._offsets.to_commit()
+        assigned = self.consumer.assignment()
+        stale = [tp for tp in offsets if tp not in assigned]
+        if stale:  # records of partitions that moved away while they were handled: not ours to commit
+            self._offsets.forget(stale)
+            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self.producer.flush()  # what the handled records produced is acknowledged first
+            await self.consumer.commit(offsets)
+            self._offsets.committed(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The partitions moved on; the next owner gets those records again and the ledger dedupes.
+            log.warning("commit failed; records will be redelivered", error=str(exc))
 
     async def _handle_with_policy(self, rec: ConsumerRecord) -> None:
         policy = self.error_policy

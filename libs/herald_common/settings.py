@@ -80,6 +80,9 @@ class CommonSettings(BaseSettings):
 class ConsumerSettings(CommonSettings):
     consumer_concurrency: int = Field(64, ge=1, le=10_000, description="messages processed at once")
     consumer_max_batch: int = Field(500, ge=1, le=100_000, description="records fetched per poll")
+    consumer_commit_interval_s: float = Field(
+        0.5, gt=0, le=300, description="how often handled offsets are committed (also on drain and rebalance)"
+    )
 
 
 S = TypeVar("S", bound=BaseSettings)
