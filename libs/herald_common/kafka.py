@@ -1,9 +1,10 @@
 """Kafka plumbing: the producer every service shares, topic creation, and the consumer runner.
 
-The runner is at-least-once: it fetches a batch, processes it (records with the same key in order,
-different keys concurrently up to a bound), waits until everything the handlers produced downstream
-is acknowledged, and only then commits the batch's offsets. A crash at any instant leaves the batch
-uncommitted, so it is redelivered; handlers make redelivery harmless (the sender's ledger).
+The runner is at-least-once: records with the same key are handled one after another in offset order,
+other keys concurrently up to a bound; it keeps fetching while older records are in flight (bounded),
+and periodically commits, per partition, only the offsets before the first unfinished record, after
+flushing the producer. A crash at any instant leaves unfinished records uncommitted, so they are
+redelivered; handlers make redelivery harmless (the sender's ledger).
 """
 
 from __future__ import annotations
