@@ -160,8 +160,9 @@ class ErrorPolicy:
 @dataclass(frozen=True, slots=True)
 class Backpressure:
     """At most ``concurrency`` records are handled at once and at most ``max_in_flight`` fetched but
-    unfinished: fetching pauses beyond that, so memory stays bounded however slow a handler is. A
-    slow record delays only the records with its key, not the next fetch."""
+    unfinished (the larger of the batch size and the concurrency): the next fetch waits until half of
+    that window is free, so memory stays bounded however slow a handler is. A slow record delays only
+    the records with its key, not the next fetch."""
 
     concurrency: int = 64
     max_in_flight: int = 1000
@@ -252,7 +253,7 @@ class ConsumerRunner:
         )
         self.backpressure = Backpressure(
             concurrency=settings.consumer_concurrency,
-            max_in_flight=max(2 * settings.consumer_max_batch, settings.consumer_concurrency),
+            max_in_flight=max(settings.consumer_max_batch, settings.consumer_concurrency),
         )
         self.error_policy = error_policy or ErrorPolicy()
         self.drain_timeout_s = settings.drain_timeout_s
@@ -291,7 +292,8 @@ class ConsumerRunner:
             while not self.lifecycle.stopping.is_set():
                 self.lifecycle.beat()
                 room = self.backpressure.max_in_flight - self._offsets.in_flight
-                if self._paused or room <= 0:
+                # Fetch again once half the window is free: full-size fetches, not one per finished record.
+                if self._paused or room < max(1, self.backpressure.max_in_flight // 2):
                     await self._wait_progress(self.commit_policy.poll_timeout_ms / 1000)
                 else:
                     try:
