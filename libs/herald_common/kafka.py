@@ -34,6 +34,10 @@ log = structlog.get_logger()
 
 Record = ConsumerRecord
 
+# Headers every dead letter carries, whoever wrote it (this runner, or a sender giving up on a delivery).
+DLQ_SOURCE_TOPIC = "x-herald-source-topic"  # where the record came from: where a replay sends it back
+DLQ_REASON = "x-herald-reason"  # why it was given up on
+
 
 class PoisonRecord(Exception):
     """A handler raises this for a record it can never process (unparseable, say): it goes to the
@@ -413,8 +417,8 @@ class ConsumerRunner:
                     )
                     headers = [
                         *(rec.headers or ()),
-                        ("x-herald-error", repr(exc)[:500].encode()),
-                        ("x-herald-source-topic", rec.topic.encode()),
+                        (DLQ_REASON, repr(exc)[:500].encode()),
+                        (DLQ_SOURCE_TOPIC, rec.topic.encode()),
                     ]
                     await self.producer.send_and_wait(
                         policy.dead_letter_topic, rec.value, key=rec.key, headers=headers

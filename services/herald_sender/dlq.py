@@ -1,8 +1,8 @@
 """Dead letters of the sender: list them, replay them (``herald dlq list|replay``).
 
 A dead letter is a delivery record on ``<prefix>.deadletter.sender`` with headers naming its source
-topic and the reason (``x-herald-reason``, or ``x-herald-error`` for records the consumer runner gave
-up on). Replaying one:
+topic and the reason (``x-herald-source-topic``, ``x-herald-reason``: the same headers whether the
+sender or the consumer runner gave up on it). Replaying one:
 
 1. claims it with ``SET NX`` on ``{prefix}:dlq:replayed:<topic>:<partition>:<offset>``, so the same
    dead letter is never replayed twice (by two operators at once either);
@@ -27,6 +27,7 @@ import pydantic
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from herald_common.kafka import DLQ_REASON, DLQ_SOURCE_TOPIC
 from herald_common.logging import mask
 from herald_common.redisio import Keys, make_redis
 from herald_common.schemas import Delivery
@@ -34,7 +35,7 @@ from herald_common.settings import CommonSettings
 from herald_common.status import RANK
 from herald_common.topics import Topics
 from herald_sender.ledger import Ledger
-from herald_sender.report import ATTEMPTS, ERROR, REASON, SOURCE_TOPIC
+from herald_sender.report import ATTEMPTS
 
 REPLAY_MARK_TTL_S = 90 * 24 * 3600
 STATUS_TTL_S = 30 * 24 * 3600
@@ -52,11 +53,11 @@ class DeadLetter:
 
     @property
     def source_topic(self) -> str | None:
-        return self.headers.get(SOURCE_TOPIC)
+        return self.headers.get(DLQ_SOURCE_TOPIC)
 
     @property
     def reason(self) -> str | None:
-        return self.headers.get(REASON) or self.headers.get(ERROR)
+        return self.headers.get(DLQ_REASON)
 
     def delivery(self) -> Delivery | None:
         try:

@@ -14,6 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from herald_common import metrics
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.ids import partition_key
+from herald_common.kafka import DLQ_REASON, DLQ_SOURCE_TOPIC
 from herald_common.logging import mask
 from herald_common.schemas import Delivery, Status, StatusEvent
 from herald_common.store import Store
@@ -21,9 +22,6 @@ from herald_common.worker import WorkerContext
 
 log = structlog.get_logger()
 
-SOURCE_TOPIC = "x-herald-source-topic"
-REASON = "x-herald-reason"
-ERROR = "x-herald-error"  # what the consumer runner writes for records it gave up on
 DELIVERY_ID = "x-herald-delivery-id"
 ATTEMPTS = "x-herald-attempts"
 
@@ -61,8 +59,8 @@ class Reporter:
 
     async def dead_letter(self, rec: ConsumerRecord, d: Delivery, attempts: int, reason: str) -> None:
         headers = [
-            (SOURCE_TOPIC, rec.topic.encode()),
-            (REASON, reason[:500].encode()),
+            (DLQ_SOURCE_TOPIC, rec.topic.encode()),
+            (DLQ_REASON, reason[:500].encode()),
             (DELIVERY_ID, d.delivery_id.encode()),
             (ATTEMPTS, str(attempts).encode()),
         ]
