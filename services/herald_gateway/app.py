@@ -19,7 +19,7 @@ from herald_common.redisio import Keys, make_redis
 from herald_common.status import StatusStore
 from herald_common.store import Store
 from herald_common.topics import Topics
-from herald_gateway import admin, notifications, receipts, resources
+from herald_gateway import admin, notifications, quota, receipts, resources
 from herald_gateway.auth import auth_middleware
 from herald_gateway.context import (
     CATEGORY_CACHE,
@@ -96,6 +96,7 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     app[KEY_CACHE] = TTLCache(settings.api_key_cache_s)
     app[CATEGORY_CACHE] = TTLCache(settings.api_key_cache_s)
     app[TENANT_CACHE] = TTLCache(settings.api_key_cache_s)
+    quota.add_to(app)
     app.cleanup_ctx.append(_clients)
     add_health_routes(app, lifecycle)
     app.router.add_get("/v1/openapi.json", _openapi)

@@ -16,6 +16,12 @@ from herald_gateway.problems import ProblemError
 from herald_providers.ratelimit import Lane, RateLimiter
 
 DEFAULT_BURST = 1000
+# One limiter per tenant and limit, kept for the process's life (a handful of tenants set limits).
+LIMITERS = web.AppKey("tenant_limiters", dict[tuple[str, float, int], RateLimiter])
+
+
+def add_to(app: web.Application) -> None:
+    app[LIMITERS] = {}
 
 
 async def _tenant(app: web.Application, tenant_id: str) -> Tenant | None:
