@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -24,6 +25,15 @@ class TTLCache(Generic[V]):
         if expires < time.monotonic():
             del self._items[key]
             return None
+        return value
+
+    async def get_or_load(self, key: str, load: Callable[[], Awaitable[V | None]]) -> V | None:
+        """The cached value, else ``load()``'s (remembered unless it is None: a miss is not cached)."""
+        value = self.get(key)
+        if value is None:
+            value = await load()
+            if value is not None:
+                self.put(key, value)
         return value
 
     def put(self, key: str, value: V) -> None:

@@ -43,12 +43,13 @@ async def lane_for(app: web.Application, tenant_id: str, n: NotificationIn) -> L
         return n.lane
     category = n.category
     if category is None and n.template_id is not None:
-        cache, key = app[CATEGORY_CACHE], f"{tenant_id}\x1f{n.template_id}"
-        category = cache.get(key)
-        if category is None:
-            template = await app[STORE].get_template(tenant_id, n.template_id)
-            category = template.category if template else "transactional"
-            cache.put(key, category)
+        template_id = n.template_id
+
+        async def load() -> str:
+            template = await app[STORE].get_template(tenant_id, template_id)
+            return template.category if template else "transactional"
+
+        category = await app[CATEGORY_CACHE].get_or_load(f"{tenant_id}\x1f{template_id}", load)
     return "bulk" if category == "marketing" else "transactional"
 
 

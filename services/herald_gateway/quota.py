@@ -25,13 +25,7 @@ def add_to(app: web.Application) -> None:
 
 
 async def _tenant(app: web.Application, tenant_id: str) -> Tenant | None:
-    cache = app[TENANT_CACHE]
-    tenant = cache.get(tenant_id)
-    if tenant is None:
-        tenant = await app[STORE].get_tenant(tenant_id)
-        if tenant is not None:
-            cache.put(tenant_id, tenant)
-    return tenant
+    return await app[TENANT_CACHE].get_or_load(tenant_id, lambda: app[STORE].get_tenant(tenant_id))
 
 
 async def take(app: web.Application, tenant_id: str, n: int, lane: Lane) -> None:

@@ -147,18 +147,9 @@ class Router:
         )
 
     async def _template(self, tenant_id: str, template_id: str) -> Template | None:
-        key = f"{tenant_id}\x1f{template_id}"
-        template = self.templates.get(key)
-        if template is None:
-            template = await self.store.get_template(tenant_id, template_id)
-            if template is not None:
-                self.templates.put(key, template)
-        return template
+        return await self.templates.get_or_load(
+            f"{tenant_id}\x1f{template_id}", lambda: self.store.get_template(tenant_id, template_id)
+        )
 
     async def _tenant(self, tenant_id: str) -> Tenant | None:
-        tenant = self.tenants.get(tenant_id)
-        if tenant is None:
-            tenant = await self.store.get_tenant(tenant_id)
-            if tenant is not None:
-                self.tenants.put(tenant_id, tenant)
-        return tenant
+        return await self.tenants.get_or_load(tenant_id, lambda: self.store.get_tenant(tenant_id))

@@ -187,3 +187,19 @@ def test_smtp_message_carries_delivery_id_and_both_bodies() -> None:
         SmtpConfig(),
     )
     assert "Réservation" not in accented.as_string() and accented["Subject"].encode().startswith("=?utf-8?")
+
+
+async def test_ttl_cache_loads_once_and_never_caches_a_miss() -> None:
+    from herald_common.cache import TTLCache
+
+    cache: TTLCache[str] = TTLCache(ttl_s=60)
+    calls: list[str] = []
+
+    async def load() -> str | None:
+        calls.append("x")
+        return None if len(calls) == 1 else "value"
+
+    assert await cache.get_or_load("k", load) is None  # a miss: asked again next time
+    assert await cache.get_or_load("k", load) == "value"
+    assert await cache.get_or_load("k", load) == "value"  # served from the cache
+    assert len(calls) == 2
