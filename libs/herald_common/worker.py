@@ -32,7 +32,8 @@ class WorkerContext:
     lifecycle: Lifecycle
 
 
-HandlerFactory = Callable[[WorkerContext], Awaitable[tuple[Handler, Callable[[], Awaitable[None]]]]]
+# Builds the record handler from the worker's clients; the second item closes what it opened (or None).
+HandlerFactory = Callable[[WorkerContext], Awaitable[tuple[Handler, Callable[[], Awaitable[None]] | None]]]
 
 
 async def run_worker(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from herald_common.kafka import Handler
 from herald_common.lifecycle import Lifecycle
 from herald_common.topics import Topics
@@ -15,13 +13,10 @@ from herald_router.settings import RouterSettings
 async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
     topics = Topics(settings.kafka_topic_prefix)
 
-    async def make_handler(ctx: WorkerContext) -> tuple[Handler, Callable[[], Awaitable[None]]]:
+    async def make_handler(ctx: WorkerContext) -> tuple[Handler, None]:
         router = Router(ctx, settings.template_cache_s, report_queued=settings.reports_queued())
 
-        async def close() -> None:
-            return None
-
-        return router.handle, close
+        return router.handle, None
 
     await run_worker(
         service="router",

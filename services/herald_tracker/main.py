@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import pydantic
 from aiokafka.structs import ConsumerRecord
 
@@ -20,7 +18,7 @@ from herald_tracker.settings import TrackerSettings
 async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
     topics = Topics(settings.kafka_topic_prefix)
 
-    async def make_handler(ctx: WorkerContext) -> tuple[Handler, Callable[[], Awaitable[None]]]:
+    async def make_handler(ctx: WorkerContext) -> tuple[Handler, None]:
         store = StatusStore(ctx.redis, settings.status_ttl_s)
 
         async def handle(rec: ConsumerRecord) -> None:
@@ -31,10 +29,7 @@ async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
             await store.apply(ctx.keys.notification(event.tenant_id, event.notification_id), event)
             metrics.STATUS_EVENTS.labels(event.status).inc()
 
-        async def close() -> None:
-            return None
-
-        return handle, close
+        return handle, None
 
     await run_worker(
         service="tracker",
