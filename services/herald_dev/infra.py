@@ -75,6 +75,7 @@ class Managed:
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
+        self._terminated = False
 
     def start(self) -> Managed:
         if self.log is not None:
@@ -100,6 +101,8 @@ class Managed:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
+        if sig == signal.SIGTERM:
+            self._terminated = True
         if self.alive():
             assert self.proc is not None
             with contextlib.suppress(ProcessLookupError):
@@ -112,9 +115,12 @@ class Managed:
             self.proc.wait()
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM (once: Herald's services take a second signal as "exit now, skip the drain"), wait,
+        then SIGKILL past the timeout."""
         if self.proc is None:
             return None
-        self.signal(signal.SIGTERM)
+        if not self._terminated:
+            self.signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -76,3 +76,17 @@ async def test_gateway_drains_on_sigterm(infra: Infra, tmp_path: Path) -> None:
     records = await read_topic(env.bootstrap, f"{env.prefix}.requests.transactional")
     in_kafka = {orjson.loads(r.value)["id"] for r in records}
     assert set(accepted) <= in_kafka, "a request answered 202 is missing from Kafka"
+
+
+async def test_stopping_a_signalled_process_lets_it_drain(infra: Infra, tmp_path: Path) -> None:
+    """herald dev signals every service, then stops each: the stop must not send the second SIGTERM
+    that means "exit now" (the process would skip its drain and exit 130)."""
+    env = Env(infra.bootstrap, infra.redis_url, unique("gws"))
+    port = free_port()
+    proc = herald_process(
+        "gateway", ["gateway"], env.environ(http_port=port, admin_token="a" * 24), tmp_path / "g.log"
+    )
+    await wait_http_ok(f"http://127.0.0.1:{port}/readyz")
+    proc.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(proc.stop, 15) == 0
+    assert '"event":"drained"' in (tmp_path / "g.log").read_text()
