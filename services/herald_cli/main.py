@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from typing import Any
 
 from herald_common.settings import CHANNELS, LANES, load
+
+# The long-running services and the settings class each builds: the one list of Herald's services (the
+# chart checks derive the deployments and their least-privilege environment from it).
+SERVICE_SETTINGS: dict[str, str] = {
+    "gateway": "herald_gateway.settings:GatewaySettings",
+    "router": "herald_router.settings:RouterSettings",
+    "sender": "herald_sender.settings:SenderSettings",
+    "tracker": "herald_tracker.settings:TrackerSettings",
+    "scheduler": "herald_scheduler.settings:SchedulerSettings",
+}
+
+
+def settings_class(service: str) -> Any:
+    module, name = SERVICE_SETTINGS[service].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _overrides(**values: Any) -> dict[str, Any]:
@@ -17,27 +33,26 @@ def _overrides(**values: Any) -> dict[str, Any]:
 def cmd_gateway(args: argparse.Namespace) -> None:
     from herald_common.service import run_service
     from herald_gateway.main import serve
-    from herald_gateway.settings import GatewaySettings
 
-    settings = load(GatewaySettings)
+    settings = load(settings_class("gateway"))
     run_service("gateway", settings, lambda lc: serve(settings, lc))
 
 
 def cmd_router(args: argparse.Namespace) -> None:
     from herald_common.service import run_service
     from herald_router.main import serve
-    from herald_router.settings import RouterSettings
 
-    settings = load(RouterSettings, **_overrides(router_lane=args.lane))
+    settings = load(settings_class("router"), **_overrides(router_lane=args.lane))
     run_service(f"router-{settings.router_lane}", settings, lambda lc: serve(settings, lc))
 
 
 def cmd_sender(args: argparse.Namespace) -> None:
     from herald_common.service import run_service
     from herald_sender.main import serve
-    from herald_sender.settings import SenderSettings
 
-    settings = load(SenderSettings, **_overrides(sender_channel=args.channel, sender_lane=args.lane))
+    settings = load(
+        settings_class("sender"), **_overrides(sender_channel=args.channel, sender_lane=args.lane)
+    )
     run_service(
         f"sender-{settings.sender_channel}-{settings.sender_lane}", settings, lambda lc: serve(settings, lc)
     )
@@ -46,18 +61,16 @@ def cmd_sender(args: argparse.Namespace) -> None:
 def cmd_tracker(args: argparse.Namespace) -> None:
     from herald_common.service import run_service
     from herald_tracker.main import serve
-    from herald_tracker.settings import TrackerSettings
 
-    settings = load(TrackerSettings)
+    settings = load(settings_class("tracker"))
     run_service("tracker", settings, lambda lc: serve(settings, lc))
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
     from herald_common.service import run_service
     from herald_scheduler.main import serve
-    from herald_scheduler.settings import SchedulerSettings
 
-    settings = load(SchedulerSettings)
+    settings = load(settings_class("scheduler"))
     run_service("scheduler", settings, lambda lc: serve(settings, lc))
 
 

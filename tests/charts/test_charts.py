@@ -295,7 +295,7 @@ def test_schema_rejects_bad_provider_and_receipt_values(values: dict) -> None:
 def test_settings_wiring_catches_scope_leaks_and_values_the_service_rejects(rendered: dict) -> None:
     docs = copy.deepcopy(rendered["production"])
     push = by_name(docs, "Deployment")["herald-sender-push-bulk"]["spec"]["template"]["spec"]["containers"][0]
-    push["env"].append({"name": "HERALD_PUBLIC_BASE_URL", "value": "https://herald.cinema.example.com"})
+    push["env"].append({"name": "HERALD_TWILIO_FROM", "value": "+447700900123"})
     scheduler = by_name(docs, "Deployment")["herald-scheduler"]["spec"]["template"]["spec"]["containers"][0]
     scheduler["env"].append({"name": "HERALD_SENDGRID_API_KEY", "value": "SG.x"})
     for item in scheduler["env"]:
@@ -305,8 +305,8 @@ def test_settings_wiring_catches_scope_leaks_and_values_the_service_rejects(rend
     assert cc.invariant_errors(docs) == [
         "ConfigMap: HERALD_TWILIO_AUTH_TOKEN reaches every workload; "
         "it belongs only to ['gateway', 'sender-sms']",
-        "Deployment/herald-sender-push-bulk/sender-push-bulk: gets HERALD_PUBLIC_BASE_URL, which only "
-        "['gateway', 'sender-sms'] may get",
+        "Deployment/herald-sender-push-bulk/sender-push-bulk: gets HERALD_TWILIO_FROM, which only "
+        "['sender-sms'] may get",
         "Deployment/herald-scheduler/scheduler: sets HERALD_SENDGRID_API_KEY, which scheduler does not read",
         "Deployment/herald-scheduler/scheduler: gets HERALD_SENDGRID_API_KEY, "
         "which only ['sender-email'] may get",
@@ -386,6 +386,8 @@ def test_compose_check_catches_missing_healthcheck_and_unknown_dependency() -> N
     assert sorted(cc.compose_errors(data)) == [
         "compose scheduler: depends on unknown service zookeeper",
         "compose sender-push-transactional: gets HERALD_ADMIN_TOKEN, which only ['gateway'] may get",
+        "compose sender-push-transactional: gets HERALD_HTTP_HOST, which only ['gateway'] may get",
+        "compose sender-push-transactional: gets HERALD_HTTP_PORT, which only ['gateway'] may get",
         "compose sender-push-transactional: gets HERALD_SMTP_HOST, which only ['sender-email'] may get",
         "compose sender-sms-bulk: must use the one Herald image and build (herald:local)",
         "compose tracker: needs a healthcheck",
@@ -411,3 +413,31 @@ def test_dashboard_check_catches_an_unknown_metric() -> None:
     errors = cc.dashboard_errors(dash)
     assert any("unknown metric herald_notifications_accepted" in e for e in errors)
     assert "dashboard: no panel shows herald_notifications_accepted_total" in errors
+
+
+def test_scopes_and_service_commands_are_derived_from_the_code() -> None:
+    """No hand-kept table: a provider's settings reach only its channel's senders, every service's own
+    settings only that service, and compose must run each CLI service for every channel and lane."""
+    from herald_common.channels import CHANNEL_NAMES
+    from herald_common.settings import LANES, ConsumerSettings
+    from herald_gateway.settings import GatewaySettings
+
+    assert cc.SCOPED_ENV["HERALD_FCM_BASE_URL"] == {"sender-push"}
+    assert cc.SCOPED_ENV["HERALD_EMAIL_FROM"] == {"sender-email"}
+    assert cc.SCOPED_ENV["HERALD_RETRY_MAX_ATTEMPTS"] == {f"sender-{ch}" for ch in CHANNEL_NAMES}
+    assert cc.SCOPED_ENV["HERALD_TWILIO_AUTH_TOKEN"] == {"gateway", "sender-sms"}
+    unscoped = {f"HERALD_{f.upper()}" for f in GatewaySettings.model_fields} - set(cc.SCOPED_ENV)
+    assert unscoped <= {f"HERALD_{f.upper()}" for f in ConsumerSettings.model_fields}
+    commands = cc.herald_commands()
+    for ch in CHANNEL_NAMES:
+        for lane in LANES:
+            assert ("sender", "--channel", ch, "--lane", lane) in commands
+    assert ("gateway",) in commands and ("topics", "create") in commands
+
+
+def test_dashboard_must_show_every_declared_metric() -> None:
+    import json
+
+    dash = json.loads(cc.DASHBOARD.read_text())
+    dash["panels"] = [p for p in dash["panels"] if "herald_receipts_total" not in json.dumps(p)]
+    assert "dashboard: no panel shows herald_receipts_total" in cc.dashboard_errors(dash)

@@ -285,6 +285,8 @@ empty (or null) are not set, so the service default applies.
 {{- $s := $w.settings }}
 {{- $env := dict }}
 {{- if eq $w.component "gateway" }}
+{{- $_ := set $env "HERALD_HTTP_HOST" "0.0.0.0" }}
+{{- $_ := set $env "HERALD_HTTP_PORT" 8080 }}
 {{- $r := $v.receipts }}
 {{- with $r.publicBaseUrl }}{{ $_ := set $env "HERALD_PUBLIC_BASE_URL" . }}{{ end }}
 {{- with $r.sendgridWebhookPublicKey }}{{ $_ := set $env "HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY" . }}{{ end }}
