@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
@@ -16,11 +15,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
+    WithJsonSchema,
     model_validator,
 )
 
-from herald_common.settings import Channel, Lane
+from herald_common.settings import CHANNELS, Channel, Lane
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")]
 ShortText = Annotated[str, StringConstraints(max_length=1000)]
@@ -29,17 +28,11 @@ _TZ = frozenset(available_timezones())
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
-def _e164(value: str) -> str:
-    try:
-        parsed = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError("must be an E.164 phone number such as +447700900123") from exc
-    if not phonenumbers.is_valid_number(parsed):
-        raise ValueError("is not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+# E.164 syntax: "+", a country code and up to 15 digits in all. Whether the number is allocated is the
+# SMS provider's question (the Twilio adapter checks it before sending and fails such a number at once).
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+Phone = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
 
-
-Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_e164)]
 
 # The HTML "valid email address" grammar (what browsers accept), checked with one compiled regex for the
 # common ASCII case; anything else (internationalised addresses) goes through email-validator.
@@ -59,11 +52,85 @@ def _email(value: str) -> str:
         raise ValueError(f"is not a valid email address: {exc}") from None
 
 
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+Email = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
+]
+
+
+# --- free-form JSON (contact attributes, notification data) ----------------------------------------------
+# Any JSON, but only what every hop can carry: integers that fit 64 bits (orjson's range; larger ones
+# would be stored and then fail every later read), nesting at most MAX_JSON_DEPTH deep.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+MAX_JSON_DEPTH = 16
+_JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}},
+    ]
+}
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"is nested more than {MAX_JSON_DEPTH} levels deep")
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise ValueError("holds an integer outside the 64-bit range")
+        return value
+    if isinstance(value, dict):
+        for v in value.values():
+            _json_safe(v, depth + 1)
+        return value
+    if isinstance(value, list):
+        for v in value:
+            _json_safe(v, depth + 1)
+        return value
+    raise ValueError(f"holds a {type(value).__name__}, which is not JSON")
+
+
+JsonObject = Annotated[
+    dict[str, Any],
+    AfterValidator(_json_safe),
+    WithJsonSchema({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}}),
+]
+
+
+def json_value_schema() -> dict[str, Any]:
+    """The JSON schema of one free-form value (``#/components/schemas/JsonValue`` in the OpenAPI
+    document), integer range included."""
+    return _JSON_VALUE_SCHEMA
+
+
+def _one_of_present(*fields: str, kind: str) -> Any:
+    """JSON-schema branches, one per field, each requiring that field present and not null."""
+    return [{"required": [f], "properties": {f: {"type": kind}}} for f in fields]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Request bodies: unknown fields refused and no type coercion (``0`` is not ``false``, ``"5"`` not
+    ``5``), so the API accepts exactly what its OpenAPI document describes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _tz(value: str) -> str:
+    if value not in _TZ:
+        raise ValueError("must be an IANA time zone such as Europe/London")
+    return value
+
+
+Locale = Annotated[str, StringConstraints(max_length=35, pattern=_LOCALE.pattern)]
+TimeZone = Annotated[str, AfterValidator(_tz), WithJsonSchema({"type": "string", "enum": sorted(_TZ)})]
 
 
 # --- contacts ----------------------------------------------------------------------------------------
@@ -81,24 +148,10 @@ class ContactIn(Strict):
     email: Email | None = None
     phone: Phone | None = None
     push_tokens: list[PushToken] = Field(default_factory=list, max_length=20)
-    locale: Annotated[str, StringConstraints(max_length=35)] | None = None
-    timezone: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    locale: Locale | None = None
+    timezone: TimeZone | None = None
+    attributes: JsonObject = Field(default_factory=dict)
     preferences: Preferences = Field(default_factory=Preferences)
-
-    @field_validator("locale")
-    @classmethod
-    def _locale(cls, v: str | None) -> str | None:
-        if v is not None and not _LOCALE.match(v):
-            raise ValueError("must be a BCP 47 tag such as en or fr-CA")
-        return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        if v is not None and v not in _TZ:
-            raise ValueError("must be an IANA time zone such as Europe/London")
-        return v
 
 
 class Contact(ContactIn):
@@ -116,6 +169,15 @@ class ContactBatch(Strict):
 
 # --- templates / content -----------------------------------------------------------------------------
 class EmailContent(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [f], "properties": {f: {"type": "string", "minLength": 1}}}
+                for f in ("html", "text")
+            ]
+        }
+    )
+
     subject: Annotated[str, StringConstraints(min_length=1, max_length=998)]
     html: Annotated[str, StringConstraints(max_length=512_000)] | None = None
     text: Annotated[str, StringConstraints(max_length=512_000)] | None = None
@@ -141,6 +203,8 @@ class ChannelContent(Strict):
     email: EmailContent | None = None
     sms: SmsContent | None = None
     push: PushContent | None = None
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": _one_of_present(*CHANNELS, kind="object")})
 
     def channels(self) -> list[Channel]:
         out: list[Channel] = []
@@ -182,12 +246,18 @@ class Template(TemplateIn):
 
 class PreviewIn(Strict):
     contact: ContactIn | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
-    locale: str | None = None
+    data: JsonObject = Field(default_factory=dict)
+    locale: Locale | None = None
 
 
 # --- notifications -----------------------------------------------------------------------------------
 class Recipient(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": _one_of_present("contact_id", "email", "phone", "push_token", kind="string")
+        }
+    )
+
     contact_id: Identifier | None = None
     email: Email | None = None
     phone: Phone | None = None
@@ -201,14 +271,26 @@ class Recipient(Strict):
 
 
 class NotificationIn(Strict):
+    # Exactly one of template_id and content: at least one of them, and not both.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": _one_of_present("template_id", kind="string")
+            + _one_of_present("content", kind="object"),
+            "not": {
+                "required": ["template_id", "content"],
+                "properties": {"template_id": {"type": "string"}, "content": {"type": "object"}},
+            },
+        }
+    )
+
     to: Recipient
     template_id: Identifier | None = None
     content: ChannelContent | None = None
     channels: list[Channel] | None = Field(None, min_length=1, max_length=3)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
     category: Category | None = None
     lane: Lane | None = Field(None, description="defaults to bulk for marketing, else transactional")
-    locale: str | None = None
+    locale: Locale | None = None
     expires_at: datetime | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
 
@@ -248,15 +330,26 @@ class TenantIn(Strict):
 
 
 class TenantPatch(Strict):
-    """Fields of a tenant an admin can change; absent fields stay as they are, null clears."""
+    """Fields of a tenant an admin can change; absent fields stay as they are, null clears (every
+    field but the name, which a tenant always has)."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    name: Annotated[
+        str | None,
+        StringConstraints(min_length=1, max_length=200),
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200}),
+    ] = None
     email_from: Email | None = None
     email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
     rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
     rate_limit_burst: int | None = Field(None, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _named(self) -> TenantPatch:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be cleared")
+        return self
 
 
 class Tenant(TenantIn):

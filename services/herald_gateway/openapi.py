@@ -19,6 +19,7 @@ from herald_common.schemas import (
     TemplateIn,
     TenantIn,
     TenantPatch,
+    json_value_schema,
 )
 
 _MODELS: list[type[BaseModel]] = [
@@ -69,6 +70,9 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
     ("post", "/v1/receipts/twilio", "Twilio status callback (X-Twilio-Signature)", None, 200, "provider"),
 ]
 
+# Operations whose request body may be left out (a preview with no sample data, a key with no name).
+_OPTIONAL_BODY = {"PreviewIn", "ApiKeyIn"}
+
 # Providers authenticate receipts by signature, not by bearer token.
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": [{"adminToken": []}],
@@ -102,6 +106,7 @@ def document() -> dict[str, Any]:
     )
     components = dict(schemas.get("$defs", {}))
     components["Problem"] = _PROBLEM
+    components["JsonValue"] = json_value_schema()
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, model, status, auth in _OPERATIONS:
         params = [
@@ -134,7 +139,7 @@ def document() -> dict[str, Any]:
             )
         if model:
             op["requestBody"] = {
-                "required": True,
+                "required": model not in _OPTIONAL_BODY,
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
             }
         paths.setdefault(path, {})[method] = op

@@ -130,7 +130,7 @@ async def test_contacts_templates_roundtrip(stack: Stack) -> None:
         "/v1/contacts/rt",
         {
             "email": "RT@Example.com",
-            "phone": "+44 7911 123456",
+            "phone": "+447911123456",
             "timezone": "Europe/London",
             "push_tokens": [{"token": "tok-12345678", "platform": "android"}],
         },

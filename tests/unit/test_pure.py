@@ -144,9 +144,14 @@ def test_syntax_errors_name_the_field() -> None:
 
 
 def test_validation_normalises_and_rejects() -> None:
-    assert ContactIn(phone="+44 7911 123456").phone == "+447911123456"
+    assert ContactIn(phone="+447911123456").phone == "+447911123456"
+    for not_e164 in ("07911 123456", "+44 7911 123456", "+0447911123456"):
+        with pytest.raises(pydantic.ValidationError):
+            ContactIn(phone=not_e164)
     with pytest.raises(pydantic.ValidationError):
-        ContactIn(phone="07911 123456")  # not E.164: no country code
+        ContactIn.model_validate_json(b'{"attributes": {"points": 18446744073709551616}}')  # > 64 bits
+    with pytest.raises(pydantic.ValidationError):
+        ContactIn.model_validate_json(b'{"preferences": {"channels": {"email": 0}}}')  # 0 is not false
     with pytest.raises(pydantic.ValidationError):
         Recipient()
     with pytest.raises(pydantic.ValidationError):
