@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from herald_common.settings import Channel, Lane
+from herald_common.settings import CHANNELS, Channel, Lane
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")]
 ShortText = Annotated[str, StringConstraints(max_length=1000)]
@@ -143,19 +143,13 @@ class ChannelContent(Strict):
     push: PushContent | None = None
 
     def channels(self) -> list[Channel]:
-        out: list[Channel] = []
-        if self.email:
-            out.append("email")
-        if self.sms:
-            out.append("sms")
-        if self.push:
-            out.append("push")
-        return out
+        """The channels this content has content for, in channel order."""
+        return [ch for ch in CHANNELS if getattr(self, ch) is not None]
 
     @model_validator(mode="after")
     def _some(self) -> ChannelContent:
         if not self.channels():
-            raise ValueError("give content for at least one of email, sms, push")
+            raise ValueError(f"give content for at least one of {', '.join(CHANNELS)}")
         return self
 
 
