@@ -66,7 +66,7 @@ def missing_for_channel(
         names = parse_names(raw, channel, providers)
     except ValueError as exc:
         return [f"{providers_variable(channel)}: {exc}"]
-    return [var for name in names for var in providers[name].missing_env(env)]
+    return [f"{var} is not set" for name in names for var in providers[name].missing_env(env)]
 
 
 def receipt_parser(name: str, providers: Mapping[str, ProviderSpec] = PROVIDERS) -> ReceiptParser | None:
