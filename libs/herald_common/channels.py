@@ -39,7 +39,7 @@ class TemplateField:
     mapping: bool = False
 
 
-def _no_identity(tenant: Tenant) -> dict[str, str]:
+def _no_identity(_: Any) -> dict[str, str]:
     return {}
 
 
@@ -55,6 +55,9 @@ class ChannelSpec:
     on_invalid_address: InvalidAddressAction = "suppress"
     # The tenant's sender identity for this channel, merged into the rendered content.
     identity: Callable[[Tenant], dict[str, str]] = field(default=_no_identity)
+    # The sender's own identity (from its settings, e.g. HERALD_EMAIL_FROM) for a message that
+    # carries no ``from`` of the tenant's.
+    fallback_identity: Callable[[Any], dict[str, str]] = field(default=_no_identity)
 
     def addresses(self, to: WireRecipient | Any, contact: Contact | None) -> list[str]:
         """An inline address in the request wins; else the contact's addresses on this channel."""
@@ -73,6 +76,13 @@ def _email_identity(tenant: Tenant) -> dict[str, str]:
     return out
 
 
+def _email_fallback(settings: Any) -> dict[str, str]:
+    out = {"from": str(settings.email_from)}
+    if settings.email_from_name:
+        out["from_name"] = settings.email_from_name
+    return out
+
+
 def _sms_identity(tenant: Tenant) -> dict[str, str]:
     return {"from": tenant.sms_from} if tenant.sms_from else {}
 
@@ -85,6 +95,7 @@ _SPECS = (
         recipient_field="email",
         contact_addresses=lambda c: [str(c.email)] if c.email else [],
         identity=_email_identity,
+        fallback_identity=_email_fallback,
     ),
     ChannelSpec(
         name="sms",
@@ -108,12 +119,12 @@ CHANNELS: Mapping[str, ChannelSpec] = {spec.name: spec for spec in _SPECS}
 assert tuple(CHANNELS) == CHANNEL_NAMES, "every channel name has exactly one spec"
 
 
-def spec(channel: str) -> ChannelSpec:
+def spec(channel: str, channels: Mapping[str, ChannelSpec] = CHANNELS) -> ChannelSpec:
     """The spec of ``channel``; ValueError naming the known channels for anything else."""
     try:
-        return CHANNELS[channel]
+        return channels[channel]
     except KeyError:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}") from None
+        raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(channels)}") from None
 
 
 __all__ = ["CHANNELS", "CHANNEL_NAMES", "ChannelSpec", "TemplateField", "spec"]

@@ -207,19 +207,13 @@ class ChannelContent(Strict):
     model_config = ConfigDict(json_schema_extra={"anyOf": _one_of_present(*CHANNELS, kind="object")})
 
     def channels(self) -> list[Channel]:
-        out: list[Channel] = []
-        if self.email:
-            out.append("email")
-        if self.sms:
-            out.append("sms")
-        if self.push:
-            out.append("push")
-        return out
+        """The channels this content has content for, in channel order."""
+        return [ch for ch in CHANNELS if getattr(self, ch) is not None]
 
     @model_validator(mode="after")
     def _some(self) -> ChannelContent:
         if not self.channels():
-            raise ValueError("give content for at least one of email, sms, push")
+            raise ValueError(f"give content for at least one of {', '.join(CHANNELS)}")
         return self
 
 

@@ -10,16 +10,22 @@ rejected content).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import web
+
+    from herald_providers.receipts import Receipts
 
 
 @dataclass(slots=True)
 class OutboundMessage:
     delivery_id: str
     tenant_id: str
-    channel: str  # "email" | "sms" | "push"
+    channel: str  # a channel name of herald_common.channels
     to: str  # email address, E.164 phone number or push token
     content: dict[str, Any]  # email: subject/html/text/from; sms: text/from; push: title/body/data
     metadata: dict[str, str] = field(default_factory=dict)
@@ -115,3 +121,59 @@ async def send_many(provider: Provider, msgs: Sequence[OutboundMessage]) -> list
             return exc
 
     return list(await asyncio.gather(*(one(m) for m in msgs)))
+
+
+# A provider's settings object: the sender's settings (``ProviderSettings`` plus the SMTP, rate-limit
+# and provider-list fields), read by attribute so this package never imports a service.
+Settings = Any
+# Verifies and maps one ``POST /v1/receipts/<provider>`` request (gateway ``ReceiptSettings``); raises
+# ``herald_providers.receipts.ReceiptRefused`` for a request that must be refused.
+ReceiptParser = Callable[["web.Request", Any], Awaitable["Receipts"]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """What the rest of Herald needs to know about one provider, declared in its adapter module and
+    collected by :mod:`herald_providers.registry`.
+
+    Settings of provider ``<name>`` follow one pattern: ``HERALD_<NAME>_RATE_PER_S`` and
+    ``HERALD_<NAME>_BURST`` limit its account, ``required`` names the settings fields without which it
+    cannot be built.
+    """
+
+    name: str
+    channel: str
+    # Builds the adapter; ``session`` is the sender's shared aiohttp session when ``needs_http``.
+    build: Callable[[Settings, aiohttp.ClientSession | None], Provider]
+    # Which provider account a rate limit belongs to (never the secret itself).
+    account: Callable[[Settings], str]
+    required: tuple[str, ...] = ()
+    needs_http: bool = True
+    batches: bool = False
+    # The provider of its channel when ``HERALD_<CHANNEL>_PROVIDERS`` is unset.
+    default: bool = False
+    receipts: ReceiptParser | None = None
+
+    def missing(self, settings: Settings) -> list[str]:
+        """The ``HERALD_*`` variables this provider needs that ``settings`` leaves unset."""
+        return [_var(f) for f in self.required if getattr(settings, f, None) in (None, "")]
+
+    def missing_env(self, env: Mapping[str, str]) -> list[str]:
+        """The same, read from an environment mapping (``herald dev`` checks before it starts senders)."""
+        return [_var(f) for f in self.required if not env.get(_var(f))]
+
+    def check(self, settings: Settings) -> None:
+        """ValueError naming the first missing ``HERALD_*`` variable, if any."""
+        missing = self.missing(settings)
+        if missing:
+            raise ValueError(f"{missing[0]} is required")
+
+    def rate_limit(self, settings: Settings) -> tuple[float, int]:
+        """(rate per second, burst) of the provider's account; rate 0 means no limit."""
+        return float(getattr(settings, f"{self.name}_rate_per_s")), int(
+            getattr(settings, f"{self.name}_burst")
+        )
+
+
+def _var(field_name: str) -> str:
+    return "HERALD_" + field_name.upper()

@@ -9,21 +9,14 @@ message's content and overrides the defaults here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herald_providers.base import Provider
-from herald_providers.fcm import FcmProvider, ServiceAccount
-from herald_providers.sendgrid import SendGridProvider
-from herald_providers.twilio import TwilioProvider
+from herald_providers.registry import PROVIDERS, provider
 from herald_providers.webhooks import load_public_key
-
-HTTP_PROVIDERS = ("sendgrid", "twilio", "fcm")
-TWILIO_RECEIPT_PATH = "/v1/receipts/twilio"
-T = TypeVar("T")
 
 
 class ProviderSettings(BaseSettings):
@@ -73,11 +66,6 @@ class ProviderSettings(BaseSettings):
     def _http_url(cls, v: str | None) -> str | None:
         return _http(v)
 
-    def twilio_callback(self) -> str | None:
-        if self.twilio_status_callback_url:
-            return self.twilio_status_callback_url
-        return f"{self.public_base_url}{TWILIO_RECEIPT_PATH}" if self.public_base_url else None
-
 
 class ReceiptSettings(BaseSettings):
     """What the gateway needs to verify and map provider receipts (``POST /v1/receipts/{provider}``)."""
@@ -126,48 +114,11 @@ def _http(v: str | None) -> str | None:
 
 
 def build_http_provider(name: str, settings: ProviderSettings, session: aiohttp.ClientSession) -> Provider:
-    """The adapter called ``name`` (sendgrid | twilio | fcm) on the caller's shared session.
-
-    Raises ValueError naming the missing ``HERALD_*`` variable when the adapter is not configured.
-    """
-    timeout = settings.provider_timeout_s
-    if name == "sendgrid":
-        key = _required(settings.sendgrid_api_key, "HERALD_SENDGRID_API_KEY")
-        return SendGridProvider(
-            api_key=key.get_secret_value(),
-            base_url=settings.sendgrid_base_url,
-            session=session,
-            timeout_s=timeout,
-        )
-    if name == "twilio":
-        sid = _required(settings.twilio_account_sid, "HERALD_TWILIO_ACCOUNT_SID")
-        token = _required(settings.twilio_auth_token, "HERALD_TWILIO_AUTH_TOKEN")
-        return TwilioProvider(
-            account_sid=sid,
-            auth_token=token.get_secret_value(),
-            base_url=settings.twilio_base_url,
-            sender=settings.twilio_from,
-            status_callback_url=settings.twilio_callback(),
-            callback_ids=True,
-            session=session,
-            timeout_s=timeout,
-        )
-    if name == "fcm":
-        path = _required(settings.fcm_credentials_file, "HERALD_FCM_CREDENTIALS_FILE")
-        account = ServiceAccount.from_file(path)
-        project = _required(settings.fcm_project_id or account.project_id, "HERALD_FCM_PROJECT_ID")
-        return FcmProvider(
-            project_id=project,
-            credentials=account,
-            base_url=settings.fcm_base_url,
-            token_url=settings.fcm_token_url,
-            session=session,
-            timeout_s=timeout,
-        )
-    raise ValueError(f"unknown HTTP provider {name!r}; expected one of {', '.join(HTTP_PROVIDERS)}")
-
-
-def _required(value: T | None, variable: str) -> T:
-    if value is None or value == "":
-        raise ValueError(f"{variable} is required")
-    return value
+    """The HTTP adapter called ``name`` (see :mod:`herald_providers.registry`) on the caller's shared
+    session. Raises ValueError naming the missing ``HERALD_*`` variable when it is not configured."""
+    spec = provider(name)
+    if not spec.needs_http:
+        http = [p.name for p in PROVIDERS.values() if p.needs_http]
+        raise ValueError(f"unknown HTTP provider {name!r}; expected one of {', '.join(http)}")
+    spec.check(settings)
+    return spec.build(settings, session)

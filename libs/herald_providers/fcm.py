@@ -39,7 +39,16 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
+from herald_providers.base import (
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    ProviderSpec,
+    SendResult,
+    Settings,
+    TransientError,
+)
 from herald_providers.http import (
     HttpProvider,
     classify_status,
@@ -295,3 +304,28 @@ def _field_violations(error: dict[str, Any]) -> set[str]:
             if isinstance(violation, dict) and violation.get("field"):
                 fields.add(str(violation["field"]))
     return fields
+
+
+def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provider:
+    account = ServiceAccount.from_file(settings.fcm_credentials_file)
+    project = settings.fcm_project_id or account.project_id
+    if not project:
+        raise ValueError("HERALD_FCM_PROJECT_ID is required")
+    return FcmProvider(
+        project_id=project,
+        credentials=account,
+        base_url=settings.fcm_base_url,
+        token_url=settings.fcm_token_url,
+        session=session,
+        timeout_s=settings.provider_timeout_s,
+    )
+
+
+SPEC = ProviderSpec(
+    name="fcm",
+    channel=FcmProvider.channel,
+    build=_build,
+    account=lambda s: s.fcm_project_id or str(s.fcm_credentials_file or "default"),
+    required=("fcm_credentials_file",),
+    default=True,
+)

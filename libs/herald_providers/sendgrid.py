@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import re
 import time
 from collections.abc import Sequence
@@ -45,7 +46,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
+from herald_providers import receipts_sendgrid
+from herald_providers.base import (
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    ProviderSpec,
+    SendResult,
+    Settings,
+    TransientError,
+)
 from herald_providers.http import (
     HttpProvider,
     classify_status,
@@ -280,3 +291,30 @@ def _retry_after(headers: Any) -> float | None:
         except ValueError:
             return None
     return seconds
+
+
+def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provider:
+    return SendGridProvider(
+        api_key=settings.sendgrid_api_key.get_secret_value(),
+        base_url=settings.sendgrid_base_url,
+        session=session,
+        timeout_s=settings.provider_timeout_s,
+    )
+
+
+def _account(settings: Settings) -> str:
+    """A digest of the API key: two keys are two accounts, and the key itself never reaches Redis."""
+    if settings.sendgrid_api_key is None:
+        return "default"
+    return hashlib.sha256(settings.sendgrid_api_key.get_secret_value().encode()).hexdigest()[:16]
+
+
+SPEC = ProviderSpec(
+    name=receipts_sendgrid.PROVIDER,
+    channel=SendGridProvider.channel,
+    build=_build,
+    account=_account,
+    required=("sendgrid_api_key",),
+    batches=True,
+    receipts=receipts_sendgrid.parse,
+)

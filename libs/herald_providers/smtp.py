@@ -14,9 +14,18 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, make_msgid
 
+import aiohttp
 import aiosmtplib
 
-from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
+from herald_providers.base import (
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    ProviderSpec,
+    SendResult,
+    Settings,
+    TransientError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +151,31 @@ class SmtpProvider:
             return PermanentError(reason, code=str(code), provider=self.name, invalid_recipient=recipient)
         # A 4xx for one recipient (greylisting, full mailbox) says nothing about the server's health.
         return TransientError(reason, code=str(code), provider=self.name, provider_fault=not recipient)
+
+
+def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provider:
+    password = settings.smtp_password
+    return SmtpProvider(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password else None,
+            starttls=settings.smtp_starttls,
+            use_tls=settings.smtp_use_tls,
+            pool_size=settings.smtp_pool_size,
+            timeout_s=settings.smtp_timeout_s,
+            default_from=settings.email_from,
+            default_from_name=settings.email_from_name,
+        )
+    )
+
+
+SPEC = ProviderSpec(
+    name=SmtpProvider.name,
+    channel=SmtpProvider.channel,
+    build=_build,
+    account=lambda s: f"{s.smtp_host}:{s.smtp_port}",
+    needs_http=False,
+    default=True,
+)

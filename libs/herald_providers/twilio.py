@@ -23,18 +23,26 @@ parameter's name and value, sorted by name)); see :func:`verify_signature`.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
 import phonenumbers
 
-from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
+from herald_providers import receipts_twilio
+from herald_providers.base import (
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    ProviderSpec,
+    SendResult,
+    Settings,
+    TransientError,
+)
 from herald_providers.http import (
     HttpProvider,
     classify_status,
@@ -43,6 +51,9 @@ from herald_providers.http import (
     scrub,
     transport_errors,
 )
+from herald_providers.receipts_twilio import RECEIPT_PATH
+from herald_providers.receipts_twilio import compute_signature as compute_signature  # re-exported
+from herald_providers.receipts_twilio import verify_signature as verify_signature  # re-exported
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
 INVALID_RECIPIENT_CODES = frozenset({21211, 21614, 21610})
@@ -174,40 +185,27 @@ def _json(raw: bytes) -> Any:
         return None
 
 
-Params = Mapping[str, str] | Iterable[tuple[str, str]]
-
-
-def compute_signature(auth_token: str, url: str, params: Params) -> str:
-    """Twilio's ``X-Twilio-Signature`` for a form POST to ``url`` with ``params``."""
-    items = params.items() if isinstance(params, Mapping) else params
-    data = url + "".join(k + v for k, v in sorted(items))
-    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def verify_signature(auth_token: str, url: str, params: Params, signature: str) -> bool:
-    """True when ``signature`` matches ``url`` as given or with its default port added/removed.
-
-    Twilio signs the URL it was configured with; proxies may add or strip ``:443``/``:80``.
-    """
-    items = list(params.items() if isinstance(params, Mapping) else params)
-    return any(
-        hmac.compare_digest(compute_signature(auth_token, candidate, items), signature)
-        for candidate in _url_variants(url)
+def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provider:
+    base = settings.public_base_url
+    callback = settings.twilio_status_callback_url or (f"{base}{RECEIPT_PATH}" if base else None)
+    return TwilioProvider(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        base_url=settings.twilio_base_url,
+        sender=settings.twilio_from,
+        status_callback_url=callback,
+        callback_ids=True,
+        session=session,
+        timeout_s=settings.provider_timeout_s,
     )
 
 
-def _url_variants(url: str) -> list[str]:
-    parts = urlsplit(url)
-    default = {"https": 443, "http": 80}.get(parts.scheme)
-    host = parts.hostname or ""
-    if default is None or not host:
-        return [url]
-    with_port = parts._replace(netloc=_netloc(parts, f"{host}:{parts.port or default}"))
-    without = parts._replace(netloc=_netloc(parts, host)) if parts.port in (None, default) else parts
-    return list(dict.fromkeys([url, urlunsplit(with_port), urlunsplit(without)]))
-
-
-def _netloc(parts: Any, hostport: str) -> str:
-    userinfo = parts.netloc.rpartition("@")[0]
-    return f"{userinfo}@{hostport}" if userinfo else hostport
+SPEC = ProviderSpec(
+    name=receipts_twilio.PROVIDER,
+    channel=TwilioProvider.channel,
+    build=_build,
+    account=lambda s: s.twilio_account_sid or "default",
+    required=("twilio_account_sid", "twilio_auth_token"),
+    default=True,
+    receipts=receipts_twilio.parse,
+)

@@ -13,63 +13,56 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from herald_common.channels import CHANNELS
 from herald_common.kafka import create_topics
+from herald_common.settings import LANES
 from herald_common.topics import Topics
 from herald_dev.infra import Managed, free_port, port_open, start_broker, start_valkey, wait_http_ok
 from herald_dev.outbox import Outbox, outbox_app
 from herald_dev.peers.local import LocalPeers
 from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
+from herald_providers.registry import missing_for_channel
 
-SERVICES: list[tuple[str, list[str]]] = [
-    ("gateway", ["gateway"]),
-    ("router-transactional", ["router", "--lane", "transactional"]),
-    ("router-bulk", ["router", "--lane", "bulk"]),
-    ("sender-email-transactional", ["sender", "--channel", "email", "--lane", "transactional"]),
-    ("sender-email-bulk", ["sender", "--channel", "email", "--lane", "bulk"]),
-    ("sender-sms-transactional", ["sender", "--channel", "sms", "--lane", "transactional"]),
-    ("sender-sms-bulk", ["sender", "--channel", "sms", "--lane", "bulk"]),
-    ("sender-push-transactional", ["sender", "--channel", "push", "--lane", "transactional"]),
-    ("sender-push-bulk", ["sender", "--channel", "push", "--lane", "bulk"]),
-    ("scheduler", ["scheduler"]),
-    ("tracker", ["tracker"]),
-]
+Service = tuple[str, list[str]]
 
-DEMO_TEMPLATE = {
-    "category": "transactional",
-    "email": {
-        "subject": "Your booking for {{ data.film }} is confirmed",
-        "html": "<h1>Enjoy the film, {{ contact.first_name }}!</h1>"
-        "<p>{{ data.film }} — screen {{ data.screen }}, seat {{ data.seat }}.</p>",
-        "text": "Enjoy the film, {{ contact.first_name }}! {{ data.film }}, screen {{ data.screen }}, "
-        "seat {{ data.seat }}.",
-    },
-    "sms": {
-        "text": "{{ contact.first_name }}, {{ data.film }} is booked: "
-        "screen {{ data.screen }}, seat {{ data.seat }}."
-    },
-    "push": {
-        "title": "Booking confirmed",
-        "body": "{{ data.film }}: screen {{ data.screen }}, seat {{ data.seat }}",
-        "data": {"film": "{{ data.film }}"},
-    },
-}
-DEMO_CONTACT = {
-    "email": "member@example.com",
-    "phone": "+447911123456",
-    "push_tokens": [{"token": "demo-device-token-0123456789", "platform": "android"}],
-    "locale": "en-GB",
-    "timezone": "Europe/London",
-    "attributes": {"first_name": "Alex", "tier": "gold"},
-}
+
+def services(channels: Iterable[str] = CHANNELS) -> list[Service]:
+    """Every service of the local stack, with senders (both lanes) for ``channels`` only."""
+    return [
+        ("gateway", ["gateway"]),
+        *((f"router-{lane}", ["router", "--lane", lane]) for lane in LANES),
+        *(
+            (f"sender-{ch}-{lane}", ["sender", "--channel", ch, "--lane", lane])
+            for ch in channels
+            for lane in LANES
+        ),
+        ("scheduler", ["scheduler"]),
+        ("tracker", ["tracker"]),
+    ]
+
+
+SERVICES: list[Service] = services()
+
+
+def channels_off(env: Mapping[str, str]) -> dict[str, list[str]]:
+    """Channels whose senders could not build their providers under ``env``, with what is missing:
+    ``herald dev`` starts no senders for them instead of leaving them in a restart loop."""
+    return {ch: missing for ch in CHANNELS if (missing := missing_for_channel(ch, env))}
+
+
+# The demo tenant, template and contact ``herald dev`` seeds: one contact reachable on every channel.
+DEMO = json.loads((Path(__file__).with_name("demo.json")).read_text(encoding="utf-8"))
 
 
 def say(text: str) -> None:
@@ -89,6 +82,8 @@ class DevStack:
         self.smtp: SmtpPeer | None = None
         self.peers = LocalPeers(root, Outbox(root / "outbox"))
         self.env: dict[str, str] = {}
+        self.services: list[Service] = SERVICES
+        self.channels: list[str] = list(CHANNELS)
         self.stopping = asyncio.Event()
 
     def start_infra(self) -> None:
@@ -124,7 +119,12 @@ class DevStack:
             say(f"  {name} peer (captures into outbox) {url}")
 
     def start_services(self) -> None:
-        for name, args in SERVICES:
+        off = channels_off(self.env)
+        for channel, missing in off.items():
+            say(f"  {channel} senders off: {'; '.join(missing)}")
+        self.channels = [ch for ch in CHANNELS if ch not in off]
+        self.services = services(self.channels)
+        for name, args in self.services:
             self._spawn(name, args)
 
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -136,7 +136,7 @@ class DevStack:
     async def supervise(self) -> None:
         """Restart a service that died on its own (as Kubernetes would), a second later."""
         while not self.stopping.is_set():
-            for name, args in SERVICES:
+            for name, args in self.services:
                 child = self.children.get(name)
                 if child is not None and not child.alive() and not self.stopping.is_set():
                     say(
@@ -160,41 +160,37 @@ class DevStack:
 
 
 async def seed_demo(base: str, admin_token: str) -> str:
+    tenant = DEMO["tenant"]["id"]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_token}"}) as http:
-        async with http.post(
-            f"{base}/admin/v1/tenants",
-            json={
-                "id": "demo-cinema",
-                "name": "Demo Cinemas",
-                "email_from": "tickets@demo-cinema.example",
-                "email_from_name": "Demo Cinemas",
-            },
-        ) as resp:
+        async with http.post(f"{base}/admin/v1/tenants", json=DEMO["tenant"]) as resp:
             if resp.status not in (201, 409):
                 raise RuntimeError(f"could not create the demo tenant: {resp.status} {await resp.text()}")
-        async with http.post(f"{base}/admin/v1/tenants/demo-cinema/api-keys", json={"name": "demo"}) as resp:
+        async with http.post(f"{base}/admin/v1/tenants/{tenant}/api-keys", json={"name": "demo"}) as resp:
             api_key = str((await resp.json())["api_key"])
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
-        async with http.put(f"{base}/v1/templates/booking-confirmed", json=DEMO_TEMPLATE) as resp:
+        async with http.put(f"{base}/v1/templates/{DEMO['template_id']}", json=DEMO["template"]) as resp:
             resp.raise_for_status()
-        async with http.put(f"{base}/v1/contacts/member-1", json=DEMO_CONTACT) as resp:
+        async with http.put(f"{base}/v1/contacts/{DEMO['contact_id']}", json=DEMO["contact"]) as resp:
             resp.raise_for_status()
     return api_key
 
 
-def banner(base: str, outbox_url: str, api_key: str, admin_token: str) -> str:
-    def body(channels: str) -> str:
+def banner(
+    base: str, outbox_url: str, api_key: str, admin_token: str, channels: Sequence[str] = tuple(CHANNELS)
+) -> str:
+    def body(names: Sequence[str]) -> str:
+        listed = ", ".join(f'"{name}"' for name in names)
         return (
-            '{"to": {"contact_id": "member-1"}, "template_id": "booking-confirmed", '
-            f'"channels": [{channels}], '
+            f'{{"to": {{"contact_id": "{DEMO["contact_id"]}"}}, "template_id": "{DEMO["template_id"]}", '
+            f'"channels": [{listed}], '
             '"data": {"film": "Dune: Part Two", "screen": 4, "seat": "F7"}}'
         )
 
-    def curl(channels: str) -> str:
+    def curl(names: Sequence[str]) -> str:
         return (
             f"  curl -sS -X POST {base}/v1/notifications \\\n"
             f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
-            f"    -d '{body(channels)}'"
+            f"    -d '{body(names)}'"
         )
 
     return f"""
@@ -204,13 +200,13 @@ Herald is running.
   admin token    {admin_token}
   demo API key   {api_key}
 
-Send a first email:
+Send a first message ({channels[0]}):
 
-{curl('"email"')}
+{curl(channels[:1])}
 
-Send the same booking to all three channels (email, SMS to +447911123456, push to the demo device):
+Send the same booking to every channel that is on ({", ".join(channels)}) of the demo contact:
 
-{curl('"email", "sms", "push"')}
+{curl(channels)}
 
 then follow it with GET {base}/v1/notifications/<id> (same header) and open the outbox.
 Ctrl-C stops everything.
@@ -248,7 +244,8 @@ async def run(args: argparse.Namespace, root: Path) -> None:
         stack.start_services()
         await wait_http_ok(f"{base}/readyz")
         api_key = await seed_demo(base, env["HERALD_ADMIN_TOKEN"]) if stack.seed else "(not seeded)"
-        text = banner(base, f"http://127.0.0.1:{outbox_port}/", api_key, env["HERALD_ADMIN_TOKEN"])
+        outbox_url = f"http://127.0.0.1:{outbox_port}/"
+        text = banner(base, outbox_url, api_key, env["HERALD_ADMIN_TOKEN"], stack.channels)
         (root / "demo.txt").write_text(text)
         say(text)
         await stack.supervise()

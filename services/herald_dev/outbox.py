@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-CHANNELS = ("email", "sms", "push")
+from herald_common.channels import CHANNELS
+
 _seq = itertools.count()
 
 

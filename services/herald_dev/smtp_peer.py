@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from herald_dev.outbox import Outbox
+from herald_providers.smtp import SPEC as SMTP_PROVIDER
 
 
 @dataclass
@@ -96,7 +97,7 @@ class SmtpCapture:
             self.messages.append(captured)
         if self.outbox is not None:
             record: dict[str, Any] = {
-                "provider": "smtp",
+                "provider": SMTP_PROVIDER.name,
                 "to": ", ".join(captured.rcpt_to),
                 "from": captured.mail_from,
                 "subject": captured.subject,
@@ -104,7 +105,7 @@ class SmtpCapture:
                 "html": captured.html,
                 "delivery_id": captured.headers.get("X-Herald-Delivery-Id"),
             }
-            self.outbox.write("email", record, raw=captured.raw)
+            self.outbox.write(SMTP_PROVIDER.channel, record, raw=captured.raw)
         return "250 Message accepted for delivery"
 
     def snapshot(self) -> list[Captured]:

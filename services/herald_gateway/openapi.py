@@ -66,8 +66,14 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
     ("post", "/v1/notifications", "Send a notification (202 once durable)", "NotificationIn", 202, "tenant"),
     ("post", "/v1/notifications:batch", "Send up to 1,000 notifications", "NotificationBatch", 202, "tenant"),
     ("get", "/v1/notifications/{notification_id}", "Status per channel", None, 200, "tenant"),
-    ("post", "/v1/receipts/sendgrid", "SendGrid Event Webhook (signed; deduplicated)", None, 200, "provider"),
-    ("post", "/v1/receipts/twilio", "Twilio status callback (X-Twilio-Signature)", None, 200, "provider"),
+    (
+        "post",
+        "/v1/receipts/{provider}",
+        "Provider receipts: sendgrid (signed Event Webhook), twilio (X-Twilio-Signature); deduplicated",
+        None,
+        200,
+        "provider",
+    ),
 ]
 
 # Operations whose request body may be left out (a preview with no sample data, a key with no name).

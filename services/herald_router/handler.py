@@ -12,6 +12,7 @@ from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
 from herald_common.cache import TTLCache
+from herald_common.channels import spec
 from herald_common.ids import delivery_id, partition_key
 from herald_common.kafka import PoisonRecord
 from herald_common.schemas import (
@@ -89,12 +90,8 @@ class Router:
                 metrics.ROUTED.labels(plan.channel, plan.skip_status).inc()
                 out.append(self._status(req, plan.skip_status, channel=plan.channel, reason=plan.reason))  # type: ignore[arg-type]
                 continue
-            if plan.channel == "email" and tenant is not None and tenant.email_from:
-                rendered["from"] = str(tenant.email_from)
-                if tenant.email_from_name:
-                    rendered["from_name"] = tenant.email_from_name
-            elif plan.channel == "sms" and tenant is not None and tenant.sms_from:
-                rendered["from"] = tenant.sms_from
+            if tenant is not None:
+                rendered.update(spec(plan.channel).identity(tenant))
             for address in plan.addresses:
                 out.append(
                     Delivery(

@@ -3,9 +3,11 @@ channel is suppressed, and the rendered content. Pure logic plus reads through t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from herald_common.channels import CHANNELS, ChannelSpec, spec
 from herald_common.schemas import ChannelContent, Contact, NotificationRequest, Tenant
 
 
@@ -17,33 +19,47 @@ class ChannelPlan:
     reason: str | None = None
 
 
-def addresses_for(channel: str, req: NotificationRequest, contact: Contact | None) -> list[str]:
-    if channel == "email":
-        email = req.to.email or (contact.email if contact else None)
-        return [str(email)] if email else []
-    if channel == "sms":
-        phone = req.to.phone or (contact.phone if contact else None)
-        return [phone] if phone else []
-    if req.to.push_token:
-        return [req.to.push_token]
-    return [t.token for t in contact.push_tokens] if contact else []
+def addresses_for(
+    channel: str,
+    req: NotificationRequest,
+    contact: Contact | None,
+    channels: Mapping[str, ChannelSpec] = CHANNELS,
+) -> list[str]:
+    """The addresses ``req`` goes to on ``channel``; ValueError for a channel not in ``channels``."""
+    return spec(channel, channels).addresses(req.to, contact)
+
+
+def requested_channels(
+    req: NotificationRequest, content: Any, channels: Mapping[str, ChannelSpec] = CHANNELS
+) -> list[str]:
+    """The channels the request names, else every channel ``content`` has content for."""
+    if req.channels:
+        return list(req.channels)
+    return [name for name in channels if getattr(content, name, None) is not None]
 
 
 def plan_channels(
-    req: NotificationRequest, contact: Contact | None, content: ChannelContent, category: str
+    req: NotificationRequest,
+    contact: Contact | None,
+    content: ChannelContent | Any,
+    category: str,
+    channels: Mapping[str, ChannelSpec] = CHANNELS,
 ) -> list[ChannelPlan]:
+    """One plan per requested channel. ``content`` has one attribute per channel (``ChannelContent``);
+    a channel missing from ``channels`` is a ValueError, never a silent fall-through."""
     plans = []
-    for channel in req.channels or content.channels():
-        if getattr(content, channel) is None:
+    for channel in requested_channels(req, content, channels):
+        addresses = addresses_for(channel, req, contact, channels)
+        if getattr(content, channel, None) is None:
             plans.append(ChannelPlan(channel, [], "failed", f"no {channel} content in the template"))
             continue
-        addresses = addresses_for(channel, req, contact)
         if not addresses:
             plans.append(ChannelPlan(channel, [], "failed", f"no {channel} address for this recipient"))
             continue
         if contact is not None:
             prefs = contact.preferences
-            if prefs.channels.get(channel) is False:
+            opted = cast("Mapping[str, bool]", prefs.channels)  # keyed by channel name
+            if opted.get(channel) is False:
                 plans.append(ChannelPlan(channel, [], "suppressed", f"contact opted out of {channel}"))
                 continue
             if category != "transactional" and prefs.categories.get(category) is False:

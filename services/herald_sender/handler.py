@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from redis.exceptions import RedisError
 
 from herald_common import metrics
+from herald_common.channels import spec
 from herald_common.kafka import PoisonRecord
 from herald_common.logging import mask
 from herald_common.schemas import Delivery
@@ -204,10 +205,9 @@ class Sender:
 
     def _message(self, d: Delivery) -> OutboundMessage:
         content = d.content
-        if d.channel == "email" and not content.get("from"):
-            content = {**content, "from": self.settings.email_from}
-            if self.settings.email_from_name and not content.get("from_name"):
-                content["from_name"] = self.settings.email_from_name
+        if not content.get("from"):
+            fallback = spec(d.channel).fallback_identity(self.settings)
+            content = {**content, **{k: v for k, v in fallback.items() if not content.get(k)}}
         return OutboundMessage(
             d.delivery_id, d.tenant_id, d.channel, d.to, content, {"notification_id": d.notification_id}
         )

@@ -6,20 +6,17 @@ its own circuit breaker, and for batching adapters (SendGrid) a micro-batcher in
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import aiohttp
 import redis.asyncio as aioredis
 
-from herald_providers.base import OutboundMessage, Provider, SendResult
+from herald_providers.base import OutboundMessage, Provider, ProviderSpec, SendResult
 from herald_providers.batcher import MicroBatcher
 from herald_providers.breaker import CircuitBreaker, FailoverChain
-from herald_providers.config import build_http_provider
 from herald_providers.http import make_session
 from herald_providers.limited import RateLimitedProvider
 from herald_providers.ratelimit import RateLimiter
-from herald_providers.smtp import SmtpConfig, SmtpProvider
 from herald_sender.settings import SenderSettings
 
 
@@ -52,24 +49,12 @@ class Outbound:
 def build_outbound(settings: SenderSettings, redis: aioredis.Redis) -> Outbound:
     """Build the channel's providers from settings; exits with the missing ``HERALD_*`` named."""
     try:
-        names = settings.providers()
-        needs_http = any(n != "smtp" for n in names)
+        specs = settings.provider_specs()
+        for spec in specs:
+            spec.check(settings)
+        needs_http = any(spec.needs_http for spec in specs)
         session = make_session(timeout_s=settings.provider_timeout_s) if needs_http else None
-        providers: list[Provider] = []
-        for name in names:
-            provider = _adapter(name, settings, session)
-            rate, burst = settings.rate_limit(name)
-            if rate > 0:
-                limiter = RateLimiter(
-                    redis,
-                    account=f"{name}:{_account(name, settings)}",
-                    rate=rate,
-                    burst=burst,
-                    prefix=settings.redis_prefix,
-                    reserve_fraction=settings.rate_limit_bulk_reserve,
-                )
-                provider = RateLimitedProvider(provider, limiter, settings.sender_lane)
-            providers.append(provider)
+        providers = [_limited(spec, spec.build(settings, session), settings, redis) for spec in specs]
     except ValueError as exc:
         raise SystemExit(f"sender for {settings.sender_channel}: {exc}") from None
     breakers = {
@@ -89,34 +74,19 @@ def build_outbound(settings: SenderSettings, redis: aioredis.Redis) -> Outbound:
     return Outbound(chain, session, batcher)
 
 
-def _adapter(name: str, settings: SenderSettings, session: aiohttp.ClientSession | None) -> Provider:
-    if name == "smtp":
-        return SmtpProvider(
-            SmtpConfig(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-                starttls=settings.smtp_starttls,
-                use_tls=settings.smtp_use_tls,
-                pool_size=settings.smtp_pool_size,
-                timeout_s=settings.smtp_timeout_s,
-                default_from=settings.email_from,
-                default_from_name=settings.email_from_name,
-            )
-        )
-    assert session is not None
-    return build_http_provider(name, settings, session)
-
-
-def _account(name: str, settings: SenderSettings) -> str:
-    """Which provider account a limit belongs to (never the secret itself)."""
-    if name == "twilio":
-        return settings.twilio_account_sid or "default"
-    if name == "fcm":
-        return settings.fcm_project_id or str(settings.fcm_credentials_file or "default")
-    if name == "sendgrid" and settings.sendgrid_api_key is not None:
-        return hashlib.sha256(settings.sendgrid_api_key.get_secret_value().encode()).hexdigest()[:16]
-    if name == "smtp":
-        return f"{settings.smtp_host}:{settings.smtp_port}"
-    return "default"
+def _limited(
+    spec: ProviderSpec, provider: Provider, settings: SenderSettings, redis: aioredis.Redis
+) -> Provider:
+    """``provider`` behind its account's shared rate limit, when it has one."""
+    rate, burst = spec.rate_limit(settings)
+    if rate <= 0:
+        return provider
+    limiter = RateLimiter(
+        redis,
+        account=f"{spec.name}:{spec.account(settings)}",
+        rate=rate,
+        burst=burst,
+        prefix=settings.redis_prefix,
+        reserve_fraction=settings.rate_limit_bulk_reserve,
+    )
+    return RateLimitedProvider(provider, limiter, settings.sender_lane)

@@ -12,6 +12,7 @@ import structlog
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
+from herald_common.channels import spec
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.ids import partition_key
 from herald_common.kafka import DLQ_REASON, DLQ_SOURCE_TOPIC
@@ -72,7 +73,7 @@ class Reporter:
 
     async def invalid_address(self, d: Delivery, contact_id: str | None) -> None:
         """The provider says this address will never work: suppress it, or drop the push token."""
-        if d.channel == "push":
+        if spec(d.channel).on_invalid_address == "remove_push_token":
             if contact_id and await self.store.remove_push_token(d.tenant_id, contact_id, d.to):
                 log.info("push token removed from contact", contact=contact_id, token=mask(d.to))
             return

@@ -4,8 +4,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from herald_common.settings import Channel, ConsumerSettings, Lane
 from herald_providers.config import ProviderSettings
-
-KNOWN_PROVIDERS: dict[str, str] = {"smtp": "email", "sendgrid": "email", "twilio": "sms", "fcm": "push"}
+from herald_providers.registry import PROVIDERS, ProviderSpec, default_providers, parse_names
 
 
 class SenderSettings(ConsumerSettings, ProviderSettings):
@@ -14,10 +13,15 @@ class SenderSettings(ConsumerSettings, ProviderSettings):
 
     # which providers, in failover order -------------------------------------------------------------
     email_providers: str = Field(
-        "smtp", description="email providers in failover order, comma-separated (smtp, sendgrid)"
+        default_providers("email"),
+        description="email providers in failover order, comma-separated (smtp, sendgrid)",
     )
-    sms_providers: str = Field("twilio", description="SMS providers in failover order (twilio)")
-    push_providers: str = Field("fcm", description="push providers in failover order (fcm)")
+    sms_providers: str = Field(
+        default_providers("sms"), description="SMS providers in failover order (twilio)"
+    )
+    push_providers: str = Field(
+        default_providers("push"), description="push providers in failover order (fcm)"
+    )
 
     # SMTP ------------------------------------------------------------------------------------------
     smtp_host: str = Field("127.0.0.1", description="SMTP server host")
@@ -83,21 +87,15 @@ class SenderSettings(ConsumerSettings, ProviderSettings):
     @field_validator("email_providers", "sms_providers", "push_providers")
     @classmethod
     def _providers(cls, v: str) -> str:
-        names = [n.strip() for n in v.split(",") if n.strip()]
-        unknown = [n for n in names if n not in KNOWN_PROVIDERS]
-        if not names or unknown:
-            raise ValueError(f"expected a comma-separated list of {', '.join(KNOWN_PROVIDERS)}")
-        return ",".join(names)
+        return ",".join(parse_names(v))
 
     def providers(self) -> list[str]:
-        """The channel's providers in failover order."""
-        raw = {"email": self.email_providers, "sms": self.sms_providers, "push": self.push_providers}
-        names = raw[self.sender_channel].split(",")
-        wrong = [n for n in names if KNOWN_PROVIDERS[n] != self.sender_channel]
-        if wrong:
-            raise ValueError(f"{', '.join(wrong)} cannot deliver {self.sender_channel}")
-        return names
+        """The channel's providers in failover order (``HERALD_<CHANNEL>_PROVIDERS``)."""
+        return parse_names(getattr(self, f"{self.sender_channel}_providers"), self.sender_channel)
+
+    def provider_specs(self) -> list[ProviderSpec]:
+        return [PROVIDERS[name] for name in self.providers()]
 
     def rate_limit(self, provider: str) -> tuple[float, int]:
         """(rate per second, burst) of a provider account; rate 0 means no limit."""
-        return float(getattr(self, f"{provider}_rate_per_s")), int(getattr(self, f"{provider}_burst"))
+        return PROVIDERS[provider].rate_limit(self)

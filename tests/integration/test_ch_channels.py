@@ -235,6 +235,8 @@ async def test_badly_signed_receipts_are_refused_with_problem_documents(stack: S
             403,
         ),
         (twilio_path, encoded, form_type, 401),
+        ("/v1/receipts/pigeon", encoded, form_type, 404),  # no such provider
+        ("/v1/receipts/fcm", encoded, form_type, 404),  # a provider that posts no receipts
     ]
     for path, data, hdrs, want in cases:
         async with stack.api.http.post(stack.base + path, data=data, headers=hdrs) as resp:

@@ -1,0 +1,97 @@
+"""SendGrid Event Webhook receipts (``POST /v1/receipts/sendgrid``).
+
+Verified before anything is read: the signed Event Webhook's ECDSA signature over timestamp + body
+(``HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY``; unset refuses the receipts) within a freshness window.
+``delivered`` → delivered; ``bounce`` → bounced (a hard bounce also suppresses the address);
+``dropped`` → failed (drops for SendGrid's own suppression lists suppress the address too);
+``spamreport`` → suppresses the address. Receipts map back through the ``custom_args`` (tenant_id,
+notification_id, delivery_id) the sender put on each personalization, which SendGrid copies into
+every event. Other events (processed, deferred, open, click) are ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
+from herald_common.schemas import Status
+from herald_providers.receipts import Ids, Receipt, ReceiptRefused, Receipts
+from herald_providers.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    load_public_key,
+    verify_event_payload,
+)
+
+PROVIDER = "sendgrid"
+# SendGrid drops mail to addresses already on its own suppression lists: mirror those.
+SUPPRESSING_DROPS = ("Bounced Address", "Spam Reporting Address", "Invalid")
+
+
+@functools.lru_cache(maxsize=4)
+def _key(text: str) -> EllipticCurvePublicKey:
+    return load_public_key(text)
+
+
+async def parse(request: web.Request, settings: Any) -> Receipts:
+    """``settings``: the gateway's ``ReceiptSettings``."""
+    if not settings.sendgrid_webhook_public_key:
+        raise ReceiptRefused(404, "SendGrid receipts are not enabled (HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY)")
+    signature = request.headers.get(SIGNATURE_HEADER)
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    if not signature or not timestamp:
+        raise ReceiptRefused(401, f"send the {SIGNATURE_HEADER} and {TIMESTAMP_HEADER} headers")
+    body = await request.read()
+    if not verify_event_payload(_key(settings.sendgrid_webhook_public_key), timestamp, body, signature):
+        raise ReceiptRefused(403, "the event webhook signature does not verify")
+    try:
+        age = abs(time.time() - float(timestamp))
+    except ValueError:
+        raise ReceiptRefused(403, "the event webhook timestamp is not a number") from None
+    if age > settings.sendgrid_webhook_max_age_s:
+        raise ReceiptRefused(403, "the event webhook timestamp is too old")
+    try:
+        events = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ReceiptRefused(400, "the body is not JSON") from None
+    if not isinstance(events, list):
+        raise ReceiptRefused(400, "the body must be a JSON array of events")
+    receipts = [r for r in (from_event(e) for e in events if isinstance(e, dict)) if r is not None]
+    return Receipts(receipts, received=len(events))
+
+
+def from_event(ev: dict[str, Any]) -> Receipt | None:
+    ids = Ids.of(ev.get("tenant_id"), ev.get("notification_id"), ev.get("delivery_id"))
+    if ids is None:
+        return None  # not one of ours (or sent without custom_args)
+    kind = str(ev.get("event") or "")
+    address = ev.get("email") if isinstance(ev.get("email"), str) else None
+    reason = str(ev.get("reason") or ev.get("response") or "")[:300]
+    event_id = str(
+        ev.get("sg_event_id") or hashlib.sha256(orjson.dumps(ev, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    )
+    status: Status | None = None
+    suppress = False
+    if kind == "delivered":
+        status = "delivered"
+    elif kind == "bounce":
+        hard = ev.get("type", "bounce") == "bounce"
+        status, reason, suppress = "bounced", f"{'bounce' if hard else 'blocked'}: {reason}", hard
+    elif kind == "dropped":
+        status, suppress = "failed", any(r in reason for r in SUPPRESSING_DROPS)
+        reason = f"dropped: {reason}"
+    elif kind == "spamreport":
+        suppress = True
+    else:
+        return None
+    event = None
+    if status is not None:
+        message_id = str(ev.get("sg_message_id") or "").split(".", 1)[0] or None
+        event = ids.event("email", status, PROVIDER, message_id, reason, ev.get("timestamp"))
+    return Receipt(f"sg:{event_id}", ids.tenant, event, address if suppress and address else None)
