@@ -20,6 +20,7 @@ from herald_common.schemas import (
     TenantIn,
     TenantPatch,
 )
+from herald_common.status import OVERALL, RANK
 
 _MODELS: list[type[BaseModel]] = [
     NotificationIn,
@@ -94,6 +95,38 @@ _PROBLEM = {
     "required": ["title", "status", "detail"],
 }
 
+# GET /v1/notifications/{id}: the overall status (derived from the channels', see herald_common.status)
+# and each channel's own.
+_STATUS = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "status": {
+            "enum": list(OVERALL),
+            "description": "overall: partially_failed when one channel reached sent/delivered and "
+            "another failed, bounced or expired",
+        },
+        "accepted_at": {"type": "number"},
+        "reason": {"type": "string"},
+        "channels": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "status": {"enum": list(RANK)},
+                    "provider": {"type": "string"},
+                    "provider_message_id": {"type": "string"},
+                    "attempts": {"type": "integer"},
+                    "reason": {"type": "string"},
+                    "updated_at": {"type": "number"},
+                    "next_attempt_at": {"type": "number"},
+                },
+            },
+        },
+    },
+    "required": ["id", "status", "accepted_at", "channels"],
+}
+
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
@@ -102,6 +135,7 @@ def document() -> dict[str, Any]:
     )
     components = dict(schemas.get("$defs", {}))
     components["Problem"] = _PROBLEM
+    components["NotificationStatus"] = _STATUS
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, model, status, auth in _OPERATIONS:
         params = [
@@ -132,6 +166,10 @@ def document() -> dict[str, Any]:
                     "schema": {"type": "string", "maxLength": 255},
                 }
             )
+        if method == "get" and path == "/v1/notifications/{notification_id}":
+            op["responses"]["200"]["content"] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/NotificationStatus"}}
+            }
         if model:
             op["requestBody"] = {
                 "required": True,
