@@ -77,13 +77,16 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "provider": [],
 }
 
+
+def _typed(**types: str) -> dict[str, Any]:
+    """JSON Schema properties of plain types: ``name="string"`` → ``{"name": {"type": "string"}}``."""
+    return {name: {"type": t} for name, t in types.items()}
+
+
 _PROBLEM = {
     "type": "object",
     "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
+        **_typed(type="string", title="string", status="integer", detail="string"),
         "errors": {
             "type": "array",
             "items": {
@@ -100,26 +103,26 @@ _PROBLEM = {
 _STATUS = {
     "type": "object",
     "properties": {
-        "id": {"type": "string"},
+        **_typed(id="string", accepted_at="number", reason="string"),
         "status": {
             "enum": list(OVERALL),
             "description": "overall: partially_failed when one channel reached sent/delivered and "
             "another failed, bounced or expired",
         },
-        "accepted_at": {"type": "number"},
-        "reason": {"type": "string"},
         "channels": {
             "type": "object",
             "additionalProperties": {
                 "type": "object",
                 "properties": {
                     "status": {"enum": list(RANK)},
-                    "provider": {"type": "string"},
-                    "provider_message_id": {"type": "string"},
-                    "attempts": {"type": "integer"},
-                    "reason": {"type": "string"},
-                    "updated_at": {"type": "number"},
-                    "next_attempt_at": {"type": "number"},
+                    **_typed(
+                        provider="string",
+                        provider_message_id="string",
+                        attempts="integer",
+                        reason="string",
+                        updated_at="number",
+                        next_attempt_at="number",
+                    ),
                 },
             },
         },

@@ -180,3 +180,20 @@ async def test_ids_outlive_an_admin_token_rotation(env: Env) -> None:
         api.token = key["api_key"]
         status, doc = await api.call("GET", f"/v1/notifications/{body['id']}")
         assert status == 200 and doc["status"] == "accepted", doc
+
+
+async def test_a_key_repeated_within_one_batch_is_one_notification(env: Env, api: Api) -> None:
+    api.token = await api.new_tenant()
+    twice = _item("twice@example.com", idempotency_key="t")
+    status, body = await api.call("POST", "/v1/notifications:batch", {"notifications": [twice, twice]})
+    assert status == 202, body
+    first, second = body["notifications"]
+    assert second == {**first, "replayed": True}
+    assert len(await _records_to(env, "twice@example.com")) == 1
+    changed = {**twice, "data": {"x": 1}}
+    other = _item("twice@example.com", idempotency_key="u")
+    status, body = await api.call(
+        "POST", "/v1/notifications:batch", {"notifications": [other, changed, twice]}
+    )
+    assert status == 422, body
+    assert [e["field"] for e in body["errors"]] == ["notifications[1].idempotency_key"]

@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,7 +42,6 @@ from herald_common.intake.idempotency import (
     IdempotencyInFlight,
     IdempotencyMismatch,
     IdempotencyStore,
-    Outcome,
     fingerprint,
 )
 from herald_common.kafka import produce_many
@@ -147,8 +146,8 @@ class Intake:
         for i, accepted in zip(fresh, produced, strict=True):
             results[i] = accepted
         for i, first in owner.items():  # a key repeated within the call: the first item's result
-            if first != i:
-                results[i] = results[first]
+            if first != i and (r := results[first]) is not None:
+                results[i] = replace(r, replayed=True)
         done = [r for r in results if r is not None]
         assert len(done) == len(results)
         await self.idempotency.complete([(claim, done[i].body()) for i, claim in claims.items()])
@@ -158,36 +157,36 @@ class Intake:
         self, tenant_id: str, submissions: Sequence[Submission], results: list[Accepted | None]
     ) -> tuple[dict[int, Claim], dict[int, int]]:
         """Reserve every key; fill ``results`` with replays. Returns the claims by item and, for items
-        with a key, the index of the key's first item in this call."""
-        owner: dict[int, int] = {}
-        first_of: dict[str, int] = {}
+        with a key, the index of the key's first item in this call. A key's reference request is the
+        one that already holds it, else its first item here: an item unlike it is a mismatch."""
         fps: dict[int, str] = {}
-        errors: list[IdempotencyError] = []
+        members: dict[str, list[int]] = {}
         for i, s in enumerate(submissions):
-            if s.idempotency_key is None:
-                continue
-            fps[i] = fingerprint(s.request)
-            first = first_of.setdefault(s.idempotency_key, i)
-            owner[i] = first
-            if fps[first] != fps[i]:
-                errors.append(IdempotencyMismatch(s.idempotency_key, i))
-        firsts = sorted(set(owner.values()))
+            if s.idempotency_key is not None:
+                fps[i] = fingerprint(s.request)
+                members.setdefault(s.idempotency_key, []).append(i)
         found = await self.idempotency.reserve(
-            [(self.keys.idempotency(tenant_id, submissions[i].idempotency_key or ""), fps[i]) for i in firsts]
+            [(self.keys.idempotency(tenant_id, key), fps[idx[0]]) for key, idx in members.items()]
         )
         claims: dict[int, Claim] = {}
-        for i, outcome in zip(firsts, found, strict=True):
-            if isinstance(outcome, IdempotencyError):
-                outcome.index, outcome.key = i, submissions[i].idempotency_key or ""
-                errors.append(outcome)
-            elif outcome.claim is not None:
-                claims[i] = outcome.claim
+        errors: list[IdempotencyError] = []
+        for (key, idx), held in zip(members.items(), found, strict=True):
+            first = idx[0]
+            if isinstance(held, Claim):
+                claims[first] = held
+                reference = held.fp
             else:
-                results[i] = _replayed(outcome)
+                reference = str(held.get("fp"))
+            errors += [IdempotencyMismatch(key, i) for i in idx if fps[i] != reference]
+            if isinstance(held, dict) and fps[first] == reference:
+                if held.get("state") == "done":
+                    results[first] = Accepted(held["result"]["id"], held["result"]["lane"], replayed=True)
+                else:
+                    errors.append(IdempotencyInFlight(key, first))
         if errors:
             await self.idempotency.release(list(claims.values()))
             raise IdempotencyRejected(sorted(errors, key=lambda e: e.index))
-        return claims, owner
+        return claims, {i: idx[0] for idx in members.values() for i in idx}
 
     async def lane(self, tenant_id: str, n: NotificationIn) -> Lane:
         """Explicit lane, else by category (the request's, else the template's): marketing is bulk."""
@@ -246,8 +245,3 @@ class Intake:
         for a in accepted:
             metrics.NOTIFICATIONS_ACCEPTED.labels(a.lane).inc()
         return accepted
-
-
-def _replayed(outcome: Outcome) -> Accepted:
-    result = outcome.replay or {}
-    return Accepted(str(result["id"]), result["lane"], replayed=True)

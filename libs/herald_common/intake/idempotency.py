@@ -71,24 +71,18 @@ class Claim:
     marker: bytes
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What reserving a key found: a claim of our own, or the first request's result to replay."""
-
-    claim: Claim | None = None
-    replay: dict[str, Any] | None = None
-
-
 class IdempotencyStore:
     def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
         self.redis, self.ttl_s = redis, ttl_s
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
 
-    async def reserve(self, wanted: list[tuple[str, str]]) -> list[Outcome | IdempotencyError]:
-        """Reserve each (redis key, fingerprint) at once; per key, a claim, a replay or an error
-        (its ``index`` is the key's place in ``wanted``). Claims taken are kept even when another
-        key failed: the caller releases them."""
+    async def reserve(self, wanted: list[tuple[str, str]]) -> list[Claim | dict[str, Any]]:
+        """Reserve each (redis key, fingerprint) at once: per key, our :class:`Claim`, or the record
+        that holds it (``state`` inflight or done, its ``fp``, and when done the ``result``). Claims
+        are kept even when another key is held: the caller releases them."""
+        if not wanted:
+            return []
         markers = [
             orjson.dumps({"state": "inflight", "fp": fp, "token": os.urandom(8).hex()}) for _, fp in wanted
         ]
@@ -96,19 +90,10 @@ class IdempotencyStore:
             for (key, _), marker in zip(wanted, markers, strict=True):
                 await self._reserve(keys=[key], args=[marker, INFLIGHT_TTL_S], client=pipe)
             found = await pipe.execute()
-        out: list[Outcome | IdempotencyError] = []
-        for i, ((key, fp), marker, held) in enumerate(zip(wanted, markers, found, strict=True)):
-            if held is None:
-                out.append(Outcome(claim=Claim(key, fp, marker)))
-                continue
-            record = orjson.loads(held)
-            if record.get("fp") != fp:
-                out.append(IdempotencyMismatch(key, i))
-            elif record.get("state") != "done":
-                out.append(IdempotencyInFlight(key, i))
-            else:
-                out.append(Outcome(replay=record["result"]))
-        return out
+        return [
+            Claim(key, fp, marker) if held is None else orjson.loads(held)
+            for (key, fp), marker, held in zip(wanted, markers, found, strict=True)
+        ]
 
     async def complete(self, done: list[tuple[Claim, dict[str, Any]]]) -> None:
         """Remember each claim's result for the TTL: from now on its key replays it."""
