@@ -8,6 +8,8 @@ import os
 import re
 import time
 
+import redis.asyncio as aioredis
+
 _NID = re.compile(r"^n_([0-9a-f]{11})([0-9a-f]{16})([0-9a-f]{12})$")
 
 
@@ -40,6 +42,16 @@ class NotificationIds:
         if not hmac.compare_digest(match.group(3), self._mac(tenant_id, body)):
             return None
         return int(match.group(1), 16) / 1000
+
+
+async def shared_secret(redis: aioredis.Redis, key: str) -> bytes:
+    """The installation's id secret: created at random by the first gateway (``SET NX``) and read by
+    every other one, so ids stay valid across restarts and any rotation of other credentials."""
+    await redis.set(key, os.urandom(32), nx=True)
+    secret = await redis.get(key)
+    if not secret:
+        raise RuntimeError(f"the id secret at {key} could not be read back")
+    return bytes(secret)
 
 
 def delivery_id(notification_id: str, channel: str, address: str) -> str:

@@ -56,6 +56,10 @@ class Keys:
     def idempotency(self, tenant_id: str, key: str) -> str:
         return f"{self.prefix}:t:{tenant_id}:idem:{key}"
 
+    def id_secret(self) -> str:
+        """The secret that signs notification ids, created once and shared by every gateway."""
+        return f"{self.prefix}:id-secret"
+
     def ledger(self, delivery_id: str) -> str:
         return f"{self.prefix}:ledger:{delivery_id}"
 

@@ -10,6 +10,20 @@ A channel's ``attempts``, ``provider`` and ``provider_message_id`` are sticky: a
 "delivered" without them keeps what the sender reported, and a late "sent" that loses on rank still
 fills them in. ``retrying`` (a transient failure, next attempt at ``next_attempt_at``) ranks with
 ``sending`` and reads as ``sending`` overall.
+
+The overall status (:func:`overall`) is derived from the channels' when read:
+
+- no channel yet: the notification-level status (``accepted``, or e.g. ``failed`` with its reason);
+- ``partially_failed`` when the channels disagree: one reached ``sent`` or ``delivered`` while another
+  ended ``failed``, ``bounced`` or ``expired``. It is said as soon as both are known (a failed channel
+  is final, so the notification can no longer be wholly successful), even while a third is in progress;
+- otherwise the most advanced: ``delivered``, then ``sent``, then ``sending`` (``retrying`` included);
+  then ``scheduled`` or ``accepted`` while any channel waits (``queued`` reads as ``accepted``);
+- when every channel ended without reaching anyone: ``bounced``, ``failed``, ``expired``,
+  ``cancelled``, else ``suppressed``.
+
+``suppressed`` and ``cancelled`` channels are policy outcomes, not failures: email ``sent`` with SMS
+``suppressed`` reads ``sent``.
 """
 
 from __future__ import annotations
@@ -38,6 +52,22 @@ RANK = {
     "cancelled": 4,
 }
 TERMINAL = frozenset(s for s, r in RANK.items() if r == 4)
+REACHED = frozenset({"sent", "delivered"})
+FAILED = frozenset({"failed", "bounced", "expired"})
+# Every overall status a tenant can read (the channel statuses, less the internal ones, plus this one).
+OVERALL = (
+    "accepted",
+    "scheduled",
+    "sending",
+    "sent",
+    "delivered",
+    "partially_failed",
+    "bounced",
+    "failed",
+    "expired",
+    "cancelled",
+    "suppressed",
+)
 
 _UPDATE = """
 local sticky = {'attempts', 'provider', 'provider_message_id'}
@@ -104,6 +134,8 @@ def overall(n: dict[str, Any], channels: dict[str, dict[str, Any]]) -> str:
     states = [c["status"] for c in channels.values()]
     if not states:
         return str(n.get("status", "accepted"))
+    if REACHED.intersection(states) and FAILED.intersection(states):
+        return "partially_failed"
     for best in ("delivered", "sent", "sending"):
         if best in states:
             return best

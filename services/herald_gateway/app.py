@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import RedisError
 
 from herald_common import metrics
 from herald_common.cache import TTLCache
 from herald_common.health import add_health_routes
-from herald_common.ids import NotificationIds
+from herald_common.ids import NotificationIds, shared_secret
+from herald_common.intake import Intake
 from herald_common.kafka import make_producer
 from herald_common.lifecycle import Lifecycle
 from herald_common.redisio import Keys, make_redis
@@ -24,6 +28,7 @@ from herald_gateway.auth import auth_middleware
 from herald_gateway.context import (
     CATEGORY_CACHE,
     IDS,
+    INTAKE,
     KEY_CACHE,
     KEYS,
     LIFECYCLE,
@@ -57,6 +62,18 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
 
 
+async def _shared_id_secret(redis: aioredis.Redis, keys: Keys) -> bytes:
+    """Read (or create) the id secret in Redis, waiting out a Redis that is not up yet."""
+    delay = 0.2
+    while True:
+        try:
+            return await shared_secret(redis, keys.id_secret())
+        except (RedisError, OSError) as exc:
+            log.warning("waiting for redis to read the notification id secret", error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+
 async def _clients(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = make_redis(settings)
@@ -66,6 +83,17 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     app[PRODUCER] = producer
     app[STORE] = Store(redis, app[KEYS])
     app[STATUS] = StatusStore(redis, settings.status_ttl_s)
+    app[IDS] = NotificationIds(settings.id_secret_bytes() or await _shared_id_secret(redis, app[KEYS]))
+    app[INTAKE] = Intake(
+        producer=producer,
+        redis=redis,
+        keys=app[KEYS],
+        topics=app[TOPICS],
+        store=app[STORE],
+        category_cache=app[CATEGORY_CACHE],
+        ids=app[IDS],
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+    )
     lifecycle = app[LIFECYCLE]
     lifecycle.add_check("redis", redis.ping)
 
@@ -91,7 +119,6 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     app[SETTINGS] = settings
     app[LIFECYCLE] = lifecycle
     app[TOPICS] = Topics(settings.kafka_topic_prefix)
-    app[IDS] = NotificationIds(settings.id_secret_bytes())
     app[KEYS] = Keys(settings.redis_prefix)
     app[KEY_CACHE] = TTLCache(settings.api_key_cache_s)
     app[CATEGORY_CACHE] = TTLCache(settings.api_key_cache_s)

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from herald_common.cache import TTLCache
 from herald_common.ids import NotificationIds
+from herald_common.intake import Intake
 from herald_common.lifecycle import Lifecycle
 from herald_common.redisio import Keys
 from herald_common.schemas import Tenant
@@ -25,6 +26,7 @@ STATUS = web.AppKey("status", StatusStore)
 TOPICS = web.AppKey("topics", Topics)
 IDS = web.AppKey("ids", NotificationIds)
 KEYS = web.AppKey("keys", Keys)
+INTAKE = web.AppKey("intake", Intake)  # publishes notification requests (lane, ids, idempotency, produce)
 KEY_CACHE = web.AppKey("key_cache", TTLCache[dict])
 TENANT_CACHE = web.AppKey("tenant_cache", TTLCache[Tenant])  # tenant settings (rate limits), briefly cached
 CATEGORY_CACHE = web.AppKey("category_cache", TTLCache[str])  # template id → category, for lane choice

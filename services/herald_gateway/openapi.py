@@ -21,6 +21,7 @@ from herald_common.schemas import (
     TenantPatch,
     json_value_schema,
 )
+from herald_common.status import OVERALL, RANK
 
 _MODELS: list[type[BaseModel]] = [
     NotificationIn,
@@ -86,13 +87,16 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "provider": [],
 }
 
+
+def _typed(**types: str) -> dict[str, Any]:
+    """JSON Schema properties of plain types: ``name="string"`` → ``{"name": {"type": "string"}}``."""
+    return {name: {"type": t} for name, t in types.items()}
+
+
 _PROBLEM = {
     "type": "object",
     "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
+        **_typed(type="string", title="string", status="integer", detail="string"),
         "errors": {
             "type": "array",
             "items": {
@@ -104,6 +108,38 @@ _PROBLEM = {
     "required": ["title", "status", "detail"],
 }
 
+# GET /v1/notifications/{id}: the overall status (derived from the channels', see herald_common.status)
+# and each channel's own.
+_STATUS = {
+    "type": "object",
+    "properties": {
+        **_typed(id="string", accepted_at="number", reason="string"),
+        "status": {
+            "enum": list(OVERALL),
+            "description": "overall: partially_failed when one channel reached sent/delivered and "
+            "another failed, bounced or expired",
+        },
+        "channels": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "status": {"enum": list(RANK)},
+                    **_typed(
+                        provider="string",
+                        provider_message_id="string",
+                        attempts="integer",
+                        reason="string",
+                        updated_at="number",
+                        next_attempt_at="number",
+                    ),
+                },
+            },
+        },
+    },
+    "required": ["id", "status", "accepted_at", "channels"],
+}
+
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
@@ -113,6 +149,7 @@ def document() -> dict[str, Any]:
     components = dict(schemas.get("$defs", {}))
     components["Problem"] = _PROBLEM
     components["JsonValue"] = json_value_schema()
+    components["NotificationStatus"] = _STATUS
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, model, status, auth in _OPERATIONS:
         params = [
@@ -143,6 +180,10 @@ def document() -> dict[str, Any]:
                     "schema": {"type": "string", "maxLength": 255},
                 }
             )
+        if method == "get" and path == "/v1/notifications/{notification_id}":
+            op["responses"]["200"]["content"] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/NotificationStatus"}}
+            }
         if model:
             op["requestBody"] = {
                 "required": model not in _OPTIONAL_BODY,

@@ -28,18 +28,27 @@ async def _tenant(app: web.Application, tenant_id: str) -> Tenant | None:
     return await app[TENANT_CACHE].get_or_load(tenant_id, lambda: app[STORE].get_tenant(tenant_id))
 
 
+def _limiter(app: web.Application, tenant_id: str, rate: float, burst: int) -> RateLimiter:
+    """The tenant's limiter for this rate and burst, built (and its script registered) once; a changed
+    limit gets a new one, and the old one is dropped."""
+    limiters = app[LIMITERS]
+    limiter = limiters.get((tenant_id, rate, burst))
+    if limiter is None:
+        for stale in [k for k in limiters if k[0] == tenant_id]:
+            del limiters[stale]
+        limiter = RateLimiter(
+            app[REDIS], account=f"tenant:{tenant_id}", rate=rate, burst=burst, prefix=app[KEYS].prefix
+        )
+        limiters[(tenant_id, rate, burst)] = limiter
+    return limiter
+
+
 async def take(app: web.Application, tenant_id: str, n: int, lane: Lane) -> None:
     tenant = await _tenant(app, tenant_id)
     if tenant is None or not tenant.rate_limit_per_s:
         return
     burst = tenant.rate_limit_burst or max(DEFAULT_BURST, math.ceil(tenant.rate_limit_per_s))
-    limiter = RateLimiter(
-        app[REDIS],
-        account=f"tenant:{tenant_id}",
-        rate=tenant.rate_limit_per_s,
-        burst=burst,
-        prefix=app[KEYS].prefix,
-    )
+    limiter = _limiter(app, tenant_id, tenant.rate_limit_per_s, burst)
     floor = limiter.reserve if lane == "bulk" else 0
     if n > burst - floor:
         raise ProblemError(

@@ -22,10 +22,14 @@ class GatewaySettings(CommonSettings, ReceiptSettings):
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="how long an Idempotency-Key is remembered")
     id_secret: SecretStr | None = Field(
         None,
-        description="signs notification ids; the same on every gateway (default: from the admin token)",
+        description="signs notification ids; the same on every gateway (default: a random secret "
+        "the first gateway keeps in Redis; rotating the admin token never changes it)",
     )
     status_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="how long notification status is kept")
 
-    def id_secret_bytes(self) -> bytes:
-        source = self.id_secret or self.admin_token
-        return hashlib.sha256(b"herald-notification-ids\x1f" + source.get_secret_value().encode()).digest()
+    def id_secret_bytes(self) -> bytes | None:
+        """The key from ``HERALD_ID_SECRET``; None when unset (then the shared one in Redis is used)."""
+        if self.id_secret is None:
+            return None
+        raw = self.id_secret.get_secret_value().encode()
+        return hashlib.sha256(b"herald-notification-ids\x1f" + raw).digest()

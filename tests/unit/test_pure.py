@@ -67,7 +67,12 @@ def test_mask_never_shows_whole_addresses(address: str, expected: str) -> None:
     [
         ({}, "accepted"),
         ({"email": "queued"}, "accepted"),
-        ({"email": "sent", "sms": "failed"}, "sent"),
+        ({"email": "sent", "sms": "failed"}, "partially_failed"),
+        ({"email": "delivered", "sms": "bounced"}, "partially_failed"),
+        ({"email": "sent", "sms": "expired", "push": "sending"}, "partially_failed"),
+        ({"email": "sent", "sms": "suppressed"}, "sent"),
+        ({"email": "delivered", "sms": "cancelled"}, "delivered"),
+        ({"email": "failed", "sms": "bounced"}, "bounced"),
         ({"email": "delivered", "sms": "sent"}, "delivered"),
         ({"email": "suppressed", "sms": "failed"}, "failed"),
         ({"email": "suppressed"}, "suppressed"),

@@ -1,0 +1,247 @@
+"""Intake: THE one way anything publishes notification requests (the gateway's HTTP API today;
+events and campaigns next).
+
+A caller hands over validated :class:`~herald_common.schemas.NotificationIn` requests (each with an
+optional client idempotency key and an optional notification id of its own choosing, e.g. a
+deterministic one) and gets back, per request, the accepted id and lane. In order:
+
+1. **Idempotency** (:mod:`herald_common.intake.idempotency`): every key is reserved atomically; one
+   key in flight or used with another request fails the whole call (nothing is produced, the
+   reservations just taken are released); a key already used with the same request replays its result.
+2. **Lane**: the request's ``lane``; else by category (the request's, else its template's, cached):
+   marketing → bulk, anything else → transactional.
+3. **Admission**: the caller's optional ``admit(count, lane)`` (the gateway's per-tenant quota) for the
+   requests that will be produced; it may raise to refuse them (reservations are released).
+4. **Produce** with acks=all, keyed by tenant and recipient (per-recipient order): one record with
+   ``send_and_wait``, many with :func:`~herald_common.kafka.produce_many`. A produce that fails
+   releases the reservations and raises :class:`QueueUnavailable`; nothing was accepted.
+5. The results are stored under their keys for the TTL, then returned.
+
+It knows nothing about HTTP: the gateway maps the exceptions to problem documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from herald_common import metrics
+from herald_common.cache import TTLCache
+from herald_common.ids import NotificationIds, partition_key
+from herald_common.intake.idempotency import (
+    Claim,
+    IdempotencyError,
+    IdempotencyInFlight,
+    IdempotencyMismatch,
+    IdempotencyStore,
+    fingerprint,
+)
+from herald_common.kafka import produce_many
+from herald_common.redisio import Keys
+from herald_common.schemas import NotificationIn, NotificationRequest
+from herald_common.settings import Lane
+from herald_common.store import Store
+from herald_common.topics import Topics
+
+Admit = Callable[[int, Lane], Awaitable[None]]
+
+__all__ = [
+    "Accepted",
+    "Admit",
+    "IdempotencyError",
+    "IdempotencyInFlight",
+    "IdempotencyMismatch",
+    "IdempotencyRejected",
+    "Intake",
+    "QueueUnavailable",
+    "Submission",
+    "fingerprint",
+]
+
+
+class QueueUnavailable(Exception):
+    """Kafka did not acknowledge the write: nothing was accepted, and retrying with the same
+    idempotency key is safe."""
+
+
+class IdempotencyRejected(Exception):
+    """Some requests' keys are in flight or were used with another request (``errors``, each with the
+    request's ``index``); nothing was produced."""
+
+    def __init__(self, errors: list[IdempotencyError]) -> None:
+        super().__init__("; ".join(f"[{e.index}] {e.message}" for e in errors))
+        self.errors = errors
+
+    @property
+    def mismatch(self) -> bool:
+        """True when retrying cannot help (a key used with another request), not just in flight."""
+        return any(isinstance(e, IdempotencyMismatch) for e in self.errors)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    request: NotificationIn
+    idempotency_key: str | None = None
+    notification_id: str | None = None  # the caller's own id (deterministic); default: a new signed id
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    id: str
+    lane: Lane
+    replayed: bool = False
+
+    def body(self) -> dict[str, Any]:
+        return {"id": self.id, "status": "accepted", "lane": self.lane}
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        producer: AIOKafkaProducer,
+        redis: aioredis.Redis,
+        keys: Keys,
+        topics: Topics,
+        store: Store,
+        category_cache: TTLCache[str],
+        ids: NotificationIds,
+        idempotency_ttl_s: int,
+    ) -> None:
+        self.producer, self.keys, self.topics, self.store = producer, keys, topics, store
+        self.category_cache, self.ids = category_cache, ids
+        self.idempotency = IdempotencyStore(redis, idempotency_ttl_s)
+
+    async def publish(self, tenant_id: str, submission: Submission, admit: Admit | None = None) -> Accepted:
+        """One request; raises :class:`IdempotencyInFlight` or :class:`IdempotencyMismatch` itself."""
+        try:
+            (accepted,) = await self.publish_many(tenant_id, [submission], admit)
+        except IdempotencyRejected as exc:
+            raise exc.errors[0] from None
+        return accepted
+
+    async def publish_many(
+        self, tenant_id: str, submissions: Sequence[Submission], admit: Admit | None = None
+    ) -> list[Accepted]:
+        """All or nothing: every request is accepted (or replayed), or none is produced."""
+        results: list[Accepted | None] = [None] * len(submissions)
+        claims, owner = await self._reserve(tenant_id, submissions, results)
+        fresh = [i for i, r in enumerate(results) if r is None and owner.get(i, i) == i]
+        try:
+            lanes = [await self.lane(tenant_id, submissions[i].request) for i in fresh]
+            if fresh and admit is not None:
+                await admit(len(fresh), "transactional" if "transactional" in lanes else "bulk")
+            produced = await self._produce(tenant_id, [submissions[i] for i in fresh], lanes)
+        except BaseException:
+            await self.idempotency.release(list(claims.values()))
+            raise
+        for i, accepted in zip(fresh, produced, strict=True):
+            results[i] = accepted
+        for i, first in owner.items():  # a key repeated within the call: the first item's result
+            if first != i and (r := results[first]) is not None:
+                results[i] = replace(r, replayed=True)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(results)
+        await self.idempotency.complete([(claim, done[i].body()) for i, claim in claims.items()])
+        return done
+
+    async def _reserve(
+        self, tenant_id: str, submissions: Sequence[Submission], results: list[Accepted | None]
+    ) -> tuple[dict[int, Claim], dict[int, int]]:
+        """Reserve every key; fill ``results`` with replays. Returns the claims by item and, for items
+        with a key, the index of the key's first item in this call. A key's reference request is the
+        one that already holds it, else its first item here: an item unlike it is a mismatch."""
+        fps: dict[int, str] = {}
+        members: dict[str, list[int]] = {}
+        for i, s in enumerate(submissions):
+            if s.idempotency_key is not None:
+                fps[i] = fingerprint(s.request)
+                members.setdefault(s.idempotency_key, []).append(i)
+        found = await self.idempotency.reserve(
+            [(self.keys.idempotency(tenant_id, key), fps[idx[0]]) for key, idx in members.items()]
+        )
+        claims: dict[int, Claim] = {}
+        errors: list[IdempotencyError] = []
+        for (key, idx), held in zip(members.items(), found, strict=True):
+            first = idx[0]
+            if isinstance(held, Claim):
+                claims[first] = held
+                reference = held.fp
+            else:
+                reference = str(held.get("fp"))
+            errors += [IdempotencyMismatch(key, i) for i in idx if fps[i] != reference]
+            if isinstance(held, dict) and fps[first] == reference:
+                if held.get("state") == "done":
+                    results[first] = Accepted(held["result"]["id"], held["result"]["lane"], replayed=True)
+                else:
+                    errors.append(IdempotencyInFlight(key, first))
+        if errors:
+            await self.idempotency.release(list(claims.values()))
+            raise IdempotencyRejected(sorted(errors, key=lambda e: e.index))
+        return claims, {i: idx[0] for idx in members.values() for i in idx}
+
+    async def lane(self, tenant_id: str, n: NotificationIn) -> Lane:
+        """Explicit lane, else by category (the request's, else the template's): marketing is bulk."""
+        if n.lane:
+            return n.lane
+        category = n.category
+        if category is None and n.template_id is not None:
+            template_id = n.template_id
+
+            async def load() -> str:
+                template = await self.store.get_template(tenant_id, template_id)
+                return template.category if template else "transactional"
+
+            category = await self.category_cache.get_or_load(f"{tenant_id}\x1f{template_id}", load)
+        return "bulk" if category == "marketing" else "transactional"
+
+    async def _produce(
+        self, tenant_id: str, submissions: Sequence[Submission], lanes: Sequence[Lane]
+    ) -> list[Accepted]:
+        """Write every request and wait until Kafka acknowledged all of them (acks=all)."""
+        if not submissions:
+            return []
+        now = time.time()
+        per_topic: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
+        accepted: list[Accepted] = []
+        for s, lane in zip(submissions, lanes, strict=True):
+            n = s.request
+            # Already validated as NotificationIn: construct without validating a second time.
+            req = NotificationRequest.model_construct(
+                id=s.notification_id or self.ids.new(tenant_id),
+                tenant_id=tenant_id,
+                lane=lane,
+                accepted_at=now,
+                to=n.to,  # type: ignore[arg-type]  # serialises to the same JSON as a WireRecipient
+                template_id=n.template_id,
+                content=n.content,
+                channels=n.channels,
+                data=n.data,
+                category=n.category,
+                locale=n.locale,
+                expires_at=n.expires_at.timestamp() if n.expires_at else None,
+            )
+            recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
+            per_topic[self.topics.requests(lane)].append(
+                (partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode())
+            )
+            accepted.append(Accepted(req.id, lane))
+        try:
+            if len(accepted) == 1:
+                ((topic, ((key, value),)),) = per_topic.items()
+                await self.producer.send_and_wait(topic, value, key=key)
+            else:
+                await asyncio.gather(*(produce_many(self.producer, t, recs) for t, recs in per_topic.items()))
+        except KafkaError as exc:
+            raise QueueUnavailable(f"the queue did not acknowledge the write ({type(exc).__name__})") from exc
+        for a in accepted:
+            metrics.NOTIFICATIONS_ACCEPTED.labels(a.lane).inc()
+        return accepted
