@@ -25,7 +25,7 @@ from herald_common.kafka import (
     make_producer,
 )
 from herald_common.lifecycle import Lifecycle
-from herald_common.settings import CommonSettings, ConsumerSettings, load
+from herald_common.settings import CommonSettings, load
 from herald_common.topics import Topics
 from herald_router.main import serve as serve_router
 from herald_router.settings import RouterSettings
@@ -33,6 +33,7 @@ from herald_tracker.main import serve as serve_tracker
 from herald_tracker.settings import TrackerSettings
 from tests.conftest import Infra, unique
 from tests.harness import Env, eventually, running
+from tests.integration.test_runner import runner_settings
 
 pytestmark = [pytest.mark.integration]
 
@@ -49,14 +50,7 @@ async def test_poison_record_is_dead_lettered_at_once_and_counted_by_service_and
 ) -> None:
     topic, dlq, service = unique("poison"), unique("dlq"), unique("svc")
     await create_topics(infra.bootstrap, [topic, dlq], 1)
-    settings = load(
-        ConsumerSettings,
-        kafka_bootstrap=infra.bootstrap,
-        redis_url=infra.redis_url,
-        kafka_session_timeout_ms=6000,
-        kafka_heartbeat_interval_ms=500,
-        consumer_commit_interval_s=0.1,
-    )
+    settings = runner_settings(infra)
     producer = make_producer(settings)
     await producer.start()
     await producer.send_and_wait(topic, b"garbage", key=b"k", headers=[("trace", b"1")])
