@@ -42,7 +42,7 @@ class Lifecycle:
 
     async def readiness(self) -> dict[str, bool]:
         results: dict[str, bool] = {"started": self.started, "not_draining": not self.stopping.is_set()}
-        for name, check in self._checks.items():
+        for name, check in list(self._checks.items()):  # checks may be added meanwhile
             try:
                 results[name] = bool(await asyncio.wait_for(check(), timeout=2.0))
             except Exception:

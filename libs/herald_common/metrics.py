@@ -71,7 +71,11 @@ RETRIES_SCHEDULED = Counter(
     registry=REGISTRY,
 )
 DEAD_LETTERS = Counter(
-    "herald_dead_letters_total", "Deliveries dead-lettered", ["channel"], registry=REGISTRY
+    "herald_dead_letters_total",
+    "Records written to a service's dead-letter topic, by service and cause "
+    "(poison|attempts_exhausted|expired)",
+    ["service", "reason"],
+    registry=REGISTRY,
 )
 STATUS_EVENTS = Counter(
     "herald_status_events_total", "Status events folded by the tracker", ["status"], registry=REGISTRY

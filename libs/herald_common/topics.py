@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from herald_common.settings import CHANNELS, LANES
 
 DEFAULT_PARTITIONS = 12
+# The services whose consumer runner has a dead-letter topic (``herald dlq`` reads them all).
+DEAD_LETTER_SERVICES = ("router", "sender", "tracker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,5 +35,5 @@ class Topics:
         names = [self.requests(lane) for lane in LANES]
         names += [self.deliveries(ch, lane) for ch in CHANNELS for lane in LANES]
         names += [self.status]
-        names += [self.dead_letters(s) for s in ("router", "sender", "tracker")]
+        names += [self.dead_letters(s) for s in DEAD_LETTER_SERVICES]
         return names

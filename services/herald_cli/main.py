@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from herald_common.settings import CHANNELS, LANES, load
+from herald_common.topics import DEAD_LETTER_SERVICES
 
 # The long-running services and the settings class each builds: the one list of Herald's services (the
 # chart checks derive the deployments and their least-privilege environment from it).
@@ -75,12 +76,13 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 
 
 def cmd_dlq(args: argparse.Namespace) -> None:
+    from herald_common.dlq import run_cli
     from herald_common.settings import CommonSettings
-    from herald_sender.dlq import run_cli
 
     if args.action == "replay" and not (args.delivery_id or args.all):
         raise SystemExit("herald dlq replay: give --delivery-id ID or --all")
-    sys.exit(asyncio.run(run_cli(load(CommonSettings), args.action, args.delivery_id)))
+    services = args.service or list(DEAD_LETTER_SERVICES)
+    sys.exit(asyncio.run(run_cli(load(CommonSettings), args.action, args.delivery_id, services)))
 
 
 def cmd_topics(args: argparse.Namespace) -> None:
@@ -121,11 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="releases delayed work (retries) when due").set_defaults(
         func=cmd_scheduler
     )
-    p = sub.add_parser("dlq", help="the sender's dead letters: list them as JSON lines, or replay them")
+    p = sub.add_parser("dlq", help="dead letters of every service: list them as JSON lines, or replay them")
     p.add_argument("action", choices=["list", "replay"])
+    p.add_argument(
+        "--service",
+        action="append",
+        choices=DEAD_LETTER_SERVICES,
+        help="only this service's dead-letter topic (repeatable; default: every service)",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--delivery-id", help="replay this delivery's dead letter")
-    which.add_argument("--all", action="store_true", help="replay every dead letter not replayed yet")
+    which.add_argument(
+        "--all", action="store_true", help="replay every dead letter not replayed yet (of --service)"
+    )
     p.set_defaults(func=cmd_dlq)
     p = sub.add_parser("topics", help="create Herald's Kafka topics")
     p.add_argument("action", choices=["create"])

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
+import orjson
 import pydantic
 import structlog
 from aiokafka.errors import KafkaError
@@ -24,15 +25,16 @@ from aiokafka.structs import ConsumerRecord
 from redis.exceptions import RedisError
 
 from herald_common import metrics
+from herald_common.backoff import backoff
 from herald_common.channels import spec
-from herald_common.kafka import PoisonRecord
+from herald_common.kafka import DLQ_ATTEMPTS, Cause, PoisonRecord
 from herald_common.logging import mask
 from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
 from herald_sender.ledger import DONE, Ledger
 from herald_sender.outbound import Outbound
-from herald_sender.report import Reporter
+from herald_sender.report import DELIVERY_ID, Reporter
 from herald_sender.retry import RetryPolicy
 from herald_sender.settings import SenderSettings
 
@@ -126,7 +128,7 @@ class Sender:
         if decision.action == "dead_letter":
             self._observe(started, exc.provider, "dead_lettered")
             bound.warning("delivery dead-lettered", reason=decision.reason, attempt=attempts)
-            await self.report.dead_letter(rec, d, attempts, decision.reason)
+            await self._dead_letter(rec, d, attempts, decision.reason, decision.cause or "attempts_exhausted")
             await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=decision.reason)
             await self.report.status(
                 d, "failed", attempts=attempts, provider=exc.provider, reason=decision.reason
@@ -180,18 +182,29 @@ class Sender:
         Raising instead would re-run the whole handler and send the message a second time. Only a
         process stopped while the outage lasts gives up (leaving its batch uncommitted): the one way,
         besides a crash between the provider's answer and this write, to send a message twice."""
-        delay = 0.1
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 await step()
                 return
             except (RedisError, KafkaError, OSError) as exc:
                 if self.ctx.lifecycle.stopping.is_set():
                     raise
+                delay = backoff(attempt, base_s=0.1, max_s=5.0)
                 log.warning("could not record an outcome; retrying", error=repr(exc), delay_s=delay)
                 self.ctx.lifecycle.beat()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+    async def _dead_letter(
+        self, rec: ConsumerRecord, d: Delivery, attempts: int, reason: str, cause: Cause
+    ) -> None:
+        """The delivery as last attempted, on the sender's dead-letter topic (herald dlq lists it)."""
+        value = orjson.dumps(d.model_copy(update={"attempt": attempts}).model_dump(exclude_none=True))
+        headers = [(DELIVERY_ID, d.delivery_id.encode()), (DLQ_ATTEMPTS, str(attempts).encode())]
+        await self.ctx.dead_letters.write(
+            value, rec.key, reason=reason, cause=cause, source_topic=rec.topic, headers=headers
+        )
 
     async def _expired(self, rec: ConsumerRecord, d: Delivery) -> None:
         if d.attempt <= 1:  # never tried: it simply expired on the way
@@ -199,7 +212,7 @@ class Sender:
             await self.report.status(d, "expired", reason="expired before delivery")
             return
         reason = f"expired before attempt {d.attempt}"
-        await self.report.dead_letter(rec, d, d.attempt - 1, reason)
+        await self._dead_letter(rec, d, d.attempt - 1, reason, "expired")
         await self.ledger.finish(d.delivery_id, "failed", reason=reason)
         await self.report.status(d, "failed", attempts=d.attempt - 1, reason=reason)
 

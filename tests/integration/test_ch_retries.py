@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from herald_common.dlq import DeadLetterQueue
 from herald_common.settings import CommonSettings, load
 from herald_dev.peers.faults import FaultPlan
 from herald_scheduler.main import serve as serve_scheduler
-from herald_sender.dlq import DeadLetters
 from herald_sender.main import serve as serve_sender
 from herald_tracker.main import serve as serve_tracker
 from herald_tracker.settings import TrackerSettings
@@ -157,7 +157,7 @@ async def test_exhausted_delivery_is_dead_lettered_and_replayed_once(setup: Setu
     assert status is not None and status["attempts"] == MAX_ATTEMPTS
     assert status["reason"] == f"gave up after {MAX_ATTEMPTS} attempts: Queue overflow"
 
-    letters = DeadLetters(load(CommonSettings, **setup.env.settings()), setup.redis)
+    letters = DeadLetterQueue(load(CommonSettings, **setup.env.settings()), setup.redis)
     [listed] = [line for line in await letters.describe() if line.get("delivery_id") == d.delivery_id]
     assert listed["reason"] == status["reason"]
     assert listed["source_topic"] == f"{setup.env.prefix}.deliveries.sms.transactional"

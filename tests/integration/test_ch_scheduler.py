@@ -10,10 +10,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from herald_common.delayed import DelayedRecord, DelayQueue
+from herald_common.dlq import read_dead_letters
 from herald_common.kafka import create_topics
 from herald_common.redisio import Keys
 from herald_scheduler.main import serve as serve_scheduler
-from herald_sender.dlq import read_dead_letters
 from tests.conftest import Infra, unique
 from tests.harness import Env, eventually, running
 from tests.integration.channel_support import scheduler_settings

@@ -27,10 +27,9 @@ async def _committed(bootstrap: str, group: str, tp: TopicPartition) -> int | No
         await probe.stop()
 
 
-async def test_slow_record_blocks_only_its_key_and_holds_back_commits(infra: Infra) -> None:
-    topic, group = unique("runner"), unique("g")
-    await create_topics(infra.bootstrap, [topic], 1)
-    settings = load(
+def runner_settings(infra: Infra) -> ConsumerSettings:
+    """A runner that commits often and notices a lost member quickly."""
+    return load(
         ConsumerSettings,
         kafka_bootstrap=infra.bootstrap,
         redis_url=infra.redis_url,
@@ -38,6 +37,12 @@ async def test_slow_record_blocks_only_its_key_and_holds_back_commits(infra: Inf
         kafka_heartbeat_interval_ms=500,
         consumer_commit_interval_s=0.1,
     )
+
+
+async def test_slow_record_blocks_only_its_key_and_holds_back_commits(infra: Infra) -> None:
+    topic, group = unique("runner"), unique("g")
+    await create_topics(infra.bootstrap, [topic], 1)
+    settings = runner_settings(infra)
     producer = make_producer(settings)
     await producer.start()
     # offset 0: slow "A"; then 20 fast records of other keys; then "A" again (must wait for the first)

@@ -1,15 +1,16 @@
-"""Dead letters of the sender: list them, replay them (``herald dlq list|replay``).
+"""Every service's dead letters: list them, replay them (``herald dlq list|replay [--service S]``).
 
-A dead letter is a delivery record on ``<prefix>.deadletter.sender`` with headers naming its source
-topic and the reason (``x-herald-source-topic``, ``x-herald-reason``: the same headers whether the
-sender or the consumer runner gave up on it). Replaying one:
+A dead letter is a record on ``<prefix>.deadletter.<service>`` (router, sender, tracker, …) written by
+herald_common.kafka's ``DeadLetters``, with headers naming its source topic and the reason
+(``x-herald-source-topic``, ``x-herald-reason``). Replaying one:
 
 1. claims it with ``SET NX`` on ``{prefix}:dlq:replayed:<topic>:<partition>:<offset>``, so the same
    dead letter is never replayed twice (by two operators at once either);
-2. forgets the delivery's ledger entry and starts its channel status over at ``queued``, so the
-   sender tries again and the result shows;
-3. produces the delivery (attempt 1) to its source topic and waits for the acknowledgement; if that
-   fails the claim is released so the replay can be run again.
+2. if it is a delivery (the sender's): forgets the delivery's ledger entry and starts its channel
+   status over at ``queued``, so the sender tries again (attempt 1) and the result shows;
+3. produces the value to its source topic, with its original headers (minus the dead-letter ones),
+   and waits for the acknowledgement; if that fails the claim is released so the replay can be run
+   again.
 
 When one delivery was dead-lettered more than once (a redelivered record, say) only its newest dead
 letter is replayed; the older ones are marked replayed with it.
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,18 +29,19 @@ import pydantic
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from herald_common.kafka import DLQ_REASON, DLQ_SOURCE_TOPIC
+from herald_common.kafka import DLQ_ATTEMPTS, DLQ_REASON, DLQ_SOURCE_TOPIC, make_producer
 from herald_common.logging import mask
 from herald_common.redisio import Keys, make_redis
 from herald_common.schemas import Delivery
 from herald_common.settings import CommonSettings
 from herald_common.status import RANK
-from herald_common.topics import Topics
-from herald_sender.ledger import Ledger
-from herald_sender.report import ATTEMPTS
+from herald_common.topics import DEAD_LETTER_SERVICES, Topics
 
 REPLAY_MARK_TTL_S = 90 * 24 * 3600
 STATUS_TTL_S = 30 * 24 * 3600
+REPLAYED_FROM = "x-herald-replayed-from"
+# Headers a replay does not carry back to the source topic: they describe the dead letter.
+_DEAD_LETTER_HEADERS = {DLQ_SOURCE_TOPIC, DLQ_REASON, DLQ_ATTEMPTS, REPLAYED_FROM, "x-herald-delivery-id"}
 
 
 @dataclass(slots=True)
@@ -49,7 +52,12 @@ class DeadLetter:
     timestamp_ms: int
     key: bytes | None
     value: bytes
-    headers: dict[str, str]
+    raw_headers: list[tuple[str, bytes]] = field(default_factory=list)
+    service: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k: v.decode(errors="replace") for k, v in self.raw_headers}
 
     @property
     def source_topic(self) -> str | None:
@@ -66,8 +74,10 @@ class DeadLetter:
             return None
 
     def describe(self, replayed: bool) -> dict[str, Any]:
-        """One JSON line for ``herald dlq list`` (addresses masked)."""
+        """One JSON line for ``herald dlq list`` (addresses masked; other values are not printed)."""
         out: dict[str, Any] = {
+            "service": self.service,
+            "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
             "dead_lettered_at": self.timestamp_ms / 1000,
@@ -77,7 +87,7 @@ class DeadLetter:
         }
         d = self.delivery()
         if d is not None:
-            attempts = self.headers.get(ATTEMPTS)
+            attempts = self.headers.get(DLQ_ATTEMPTS)
             out |= {
                 "delivery_id": d.delivery_id,
                 "tenant_id": d.tenant_id,
@@ -89,8 +99,15 @@ class DeadLetter:
             }
         return out
 
+    def ident(self) -> str:
+        """What a replay is unique by: the delivery, else the dead letter itself."""
+        d = self.delivery()
+        return d.delivery_id if d is not None else f"{self.topic}:{self.partition}:{self.offset}"
 
-async def read_dead_letters(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[DeadLetter]:
+
+async def read_dead_letters(
+    bootstrap: str, topic: str, *, service: str = "", timeout_s: float = 30.0
+) -> list[DeadLetter]:
     """Every record on ``topic`` now, oldest first per partition, read without a consumer group.
 
     Reads until every partition's position reached the high watermark its fetch responses report
@@ -118,7 +135,8 @@ async def read_dead_letters(bootstrap: str, topic: str, *, timeout_s: float = 30
                         r.timestamp,
                         r.key,
                         r.value or b"",
-                        {k: v.decode(errors="replace") for k, v in (r.headers or ())},
+                        list(r.headers or ()),
+                        service,
                     )
                     for r in records
                 )
@@ -138,30 +156,42 @@ async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool
     return True
 
 
-class DeadLetters:
-    def __init__(self, settings: CommonSettings, redis: aioredis.Redis) -> None:
+class DeadLetterQueue:
+    """The dead letters of ``services`` (every service with a dead-letter topic by default)."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        redis: aioredis.Redis,
+        services: Sequence[str] = DEAD_LETTER_SERVICES,
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.keys = Keys(settings.redis_prefix)
-        self.topic = Topics(settings.kafka_topic_prefix).dead_letters("sender")
-        self.ledger = Ledger(redis, self.keys, 7 * 24 * 3600)
+        topics = Topics(settings.kafka_topic_prefix)
+        self.topics = {service: topics.dead_letters(service) for service in services}
+
+    async def letters(self) -> list[DeadLetter]:
+        out: list[DeadLetter] = []
+        for service, topic in self.topics.items():
+            out += await read_dead_letters(self.settings.kafka_bootstrap, topic, service=service)
+        return out
 
     async def describe(self) -> list[dict[str, Any]]:
-        letters = await read_dead_letters(self.settings.kafka_bootstrap, self.topic)
+        letters = await self.letters()
         marks = await self._replayed(letters)
         return [dl.describe(mark) for dl, mark in zip(letters, marks, strict=True)]
 
     async def replay(self, delivery_id: str | None = None) -> list[DeadLetter]:
         """Replay the dead letters not replayed yet (all, or one delivery's); returns those replayed."""
-        letters = await read_dead_letters(self.settings.kafka_bootstrap, self.topic)
+        letters = await self.letters()
         marks = await self._replayed(letters)
         newest: dict[str, DeadLetter] = {}
         superseded: list[DeadLetter] = []
         for dl, replayed in zip(letters, marks, strict=True):
             if replayed or dl.source_topic is None:
                 continue
-            d = dl.delivery()
-            ident = d.delivery_id if d is not None else f"{dl.partition}:{dl.offset}"
+            ident = dl.ident()
             if delivery_id is not None and ident != delivery_id:
                 continue
             previous = newest.get(ident)
@@ -170,7 +200,7 @@ class DeadLetters:
                 if previous.timestamp_ms > dl.timestamp_ms:
                     continue
             newest[ident] = dl
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        producer = make_producer(self.settings, client_id="herald-dlq")
         await producer.start()
         replayed_now: list[DeadLetter] = []
         try:
@@ -192,10 +222,11 @@ class DeadLetters:
         try:
             d = dl.delivery()
             if d is not None:
-                await self.ledger.reset(d.delivery_id)
+                await self.redis.delete(self.keys.ledger(d.delivery_id))  # the sender tries afresh
                 await self._restart_status(d)
                 value = orjson.dumps(d.model_copy(update={"attempt": 1}).model_dump(exclude_none=True))
-            headers = [("x-herald-replayed-from", f"{dl.topic}:{dl.partition}:{dl.offset}".encode())]
+            headers = [(k, v) for k, v in dl.raw_headers if k not in _DEAD_LETTER_HEADERS]
+            headers.append((REPLAYED_FROM, f"{dl.topic}:{dl.partition}:{dl.offset}".encode()))
             await producer.send_and_wait(dl.source_topic, value, key=dl.key, headers=headers)
         except BaseException:
             await self.redis.delete(mark)
@@ -228,16 +259,21 @@ class DeadLetters:
         return self.keys.dead_letter_replayed(dl.topic, dl.partition, dl.offset)
 
 
-async def run_cli(settings: CommonSettings, action: str, delivery_id: str | None) -> int:
+async def run_cli(
+    settings: CommonSettings,
+    action: str,
+    delivery_id: str | None,
+    services: Sequence[str] = DEAD_LETTER_SERVICES,
+) -> int:
     """``herald dlq list`` prints one JSON line per dead letter; ``herald dlq replay`` one per replay."""
     redis = make_redis(settings)
     try:
-        letters = DeadLetters(settings, redis)
+        queue = DeadLetterQueue(settings, redis, services)
         if action == "list":
-            for line in await letters.describe():
+            for line in await queue.describe():
                 sys.stdout.write(orjson.dumps(line).decode() + "\n")
             return 0
-        replayed = await letters.replay(delivery_id)
+        replayed = await queue.replay(delivery_id)
         for dl in replayed:
             sys.stdout.write(orjson.dumps(dl.describe(True)).decode() + "\n")
         sys.stderr.write(f"replayed {len(replayed)} dead letter(s)\n")

@@ -1,0 +1,257 @@
+"""The consumer runner: at-least-once consumption with per-key order.
+
+Records with the same key are handled one after another in offset order, other keys concurrently up
+to a bound; it keeps fetching while older records are in flight (bounded), and periodically commits,
+per partition, only the offsets before the first unfinished record, after flushing the producer. A
+crash at any instant leaves unfinished records uncommitted, so they are redelivered; handlers make
+redelivery harmless (the sender's ledger). When to commit, how much to fetch and what a handler's
+error leads to are decided by the policies (herald_common.kafka.policies); this module only acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from herald_common import metrics
+from herald_common.kafka.deadletter import DeadLetters
+from herald_common.kafka.offsets import Offsets
+from herald_common.kafka.policies import Backpressure, CommitPolicy, ErrorPolicy
+from herald_common.lifecycle import Lifecycle
+from herald_common.settings import ConsumerSettings
+
+log = structlog.get_logger()
+
+Record = ConsumerRecord
+Handler = Callable[[ConsumerRecord], Awaitable[None]]
+
+_RETRY_LOG = {
+    "retry": "handler failed; retrying",
+    "wait_out": "handler failed on an outage; waiting it out",
+}
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Finish and commit what is in flight before the partitions move to another member.
+        self.runner._paused = True
+        if not await self.runner._settle(self.runner.drain_timeout_s):
+            log.warning("rebalance while records are still in flight; they will be redelivered")
+        await self.runner._commit()
+        self.runner._offsets.forget(revoked)
+        if revoked:
+            log.info("partitions revoked", count=len(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.runner._paused = False
+        log.info("partitions assigned", count=len(assigned))
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        service: str,
+        topics: Sequence[str],
+        group_id: str,
+        settings: ConsumerSettings,
+        handler: Handler,
+        producer: AIOKafkaProducer,
+        lifecycle: Lifecycle,
+        error_policy: ErrorPolicy | None = None,
+        dead_letters: DeadLetters | None = None,
+    ) -> None:
+        self.service = service
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.handler = handler
+        self.producer = producer
+        self.lifecycle = lifecycle
+        self.commit_policy = CommitPolicy(
+            max_batch=settings.consumer_max_batch, interval_s=settings.consumer_commit_interval_s
+        )
+        self.backpressure = Backpressure(
+            concurrency=settings.consumer_concurrency,
+            max_in_flight=max(settings.consumer_max_batch, settings.consumer_concurrency),
+        )
+        self.error_policy = error_policy or ErrorPolicy()
+        topic = self.error_policy.dead_letter_topic
+        if dead_letters is None and topic is not None:
+            dead_letters = DeadLetters(producer, topic, service)
+        self.dead_letters = dead_letters
+        self.drain_timeout_s = settings.drain_timeout_s
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            max_poll_records=self.commit_policy.max_batch,
+            client_id=f"herald-{service}",
+        )
+        self._sem = asyncio.Semaphore(self.backpressure.concurrency)
+        self._offsets = Offsets()
+        self._queues: dict[tuple[str, bytes], deque[ConsumerRecord]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()  # set whenever a record finishes
+        self._paused = False  # while partitions are being revoked
+        self._inflight = metrics.INFLIGHT.labels(service)
+        self._latency = metrics.MESSAGE_SECONDS.labels(service)
+        self._errors = metrics.MESSAGE_ERRORS.labels(service)
+        self._polled_ok = False
+
+    async def ready(self) -> bool:
+        return self._polled_ok
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+
+    async def run(self) -> None:
+        """Consume until the lifecycle asks to stop; then finish what is in flight, commit and leave."""
+        last_commit = time.monotonic()
+        try:
+            while not self.lifecycle.stopping.is_set():
+                self.lifecycle.beat()
+                room = 0 if self._paused else self.backpressure.may_fetch(self._offsets.in_flight)
+                if room:
+                    await self._fetch(min(room, self.commit_policy.max_batch))
+                else:
+                    await self._wait_progress(self.commit_policy.poll_timeout_ms / 1000)
+                if self.commit_policy.should_commit(time.monotonic(), last_commit):
+                    await self._commit()
+                    last_commit = time.monotonic()
+            await self._settle(None)  # the drain: wait_drained cancels this past the drain timeout
+            await self._commit()
+        finally:
+            for task in self._workers:
+                task.cancel()
+            await self.consumer.stop()
+
+    async def _fetch(self, max_records: int) -> None:
+        try:
+            batch = await self.consumer.getmany(
+                timeout_ms=self.commit_policy.poll_timeout_ms, max_records=max_records
+            )
+            self._polled_ok = True
+        except KafkaError as exc:
+            self._polled_ok = False
+            log.warning("fetch failed", error=str(exc))
+            await asyncio.sleep(1.0)
+            return
+        for tp, records in batch.items():
+            metrics.MESSAGES_CONSUMED.labels(self.service, tp.topic).inc(len(records))
+            for rec in records:
+                self._offsets.fetched(tp, rec.offset)
+                self._enqueue(rec)
+        self._record_lag(batch)
+
+    def _enqueue(self, rec: ConsumerRecord) -> None:
+        """Records with the same key run one after another, in offset order; other keys concurrently."""
+        key = (rec.topic, rec.key if rec.key is not None else f"p{rec.partition}".encode())
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+            task = asyncio.create_task(self._drain_key(key, queue))
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+        queue.append(rec)
+
+    async def _drain_key(self, key: tuple[str, bytes], queue: deque[ConsumerRecord]) -> None:
+        try:
+            while queue:
+                rec = queue[0]
+                async with self._sem:
+                    self._inflight.inc()
+                    started = time.perf_counter()
+                    try:
+                        await self._handle_with_policy(rec)
+                    finally:
+                        self._inflight.dec()
+                        self._latency.observe(time.perf_counter() - started)
+                queue.popleft()
+                self._offsets.handled(TopicPartition(rec.topic, rec.partition), rec.offset)
+                self._progress.set()
+        except Exception as exc:  # only while draining: leave the rest uncommitted for the next owner
+            log.info("record abandoned while draining; it will be redelivered", error=repr(exc))
+            self._offsets.abandoned(len(queue))
+            self._progress.set()
+        finally:
+            del self._queues[key]
+
+    async def _wait_progress(self, timeout_s: float) -> None:
+        self._progress.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._progress.wait(), timeout=timeout_s)
+
+    async def _settle(self, timeout_s: float | None) -> bool:
+        """Wait until no record is in flight; False if ``timeout_s`` passed first."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._workers:
+            self.lifecycle.beat()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.wait(set(self._workers), timeout=0.5)
+        return True
+
+    async def _commit(self) -> None:
+        offsets = self._offsets.to_commit()
+        assigned = self.consumer.assignment()
+        stale = [tp for tp in offsets if tp not in assigned]
+        if stale:  # records of partitions that moved away while they were handled: not ours to commit
+            self._offsets.forget(stale)
+            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self.producer.flush()  # what the handled records produced is acknowledged first
+            await self.consumer.commit(offsets)
+            self._offsets.committed(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The partitions moved on; the next owner gets those records again and the ledger dedupes.
+            log.warning("commit failed; records will be redelivered", error=str(exc))
+
+    async def _handle_with_policy(self, rec: ConsumerRecord) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.handler(rec)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._errors.inc()
+                decision = self.error_policy.decide(exc, attempt, draining=self.lifecycle.stopping.is_set())
+                if decision.action == "give_up":
+                    raise  # draining: leave the batch uncommitted rather than wait out a retry
+                where = {"topic": rec.topic, "offset": rec.offset, "error": repr(exc)}
+                if decision.action == "dead_letter":
+                    # the policy dead-letters only with a topic, and then the writer exists
+                    assert self.dead_letters is not None and decision.cause is not None
+                    log.error("handler failed; dead-lettering record", cause=decision.cause, **where)
+                    await self.dead_letters.write_record(rec, reason=repr(exc), cause=decision.cause)
+                    return
+                log.warning(_RETRY_LOG[decision.action], attempt=attempt, **where)
+                self.lifecycle.beat()  # waiting out an outage is not a hung process: stay live
+                await asyncio.sleep(decision.delay_s)
+
+    def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for tp, records in batch.items():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition), self.group_id).set(
+                    max(0, high - records[-1].offset - 1)
+                )
