@@ -29,7 +29,7 @@ import pydantic
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from herald_common.kafka import DLQ_ATTEMPTS, DLQ_REASON, DLQ_SOURCE_TOPIC, make_producer
+from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, DLQ_REASON, DLQ_SOURCE_TOPIC, make_producer
 from herald_common.logging import mask
 from herald_common.redisio import Keys, make_redis
 from herald_common.schemas import Delivery
@@ -41,7 +41,7 @@ REPLAY_MARK_TTL_S = 90 * 24 * 3600
 STATUS_TTL_S = 30 * 24 * 3600
 REPLAYED_FROM = "x-herald-replayed-from"
 # Headers a replay does not carry back to the source topic: they describe the dead letter.
-_DEAD_LETTER_HEADERS = {DLQ_SOURCE_TOPIC, DLQ_REASON, DLQ_ATTEMPTS, REPLAYED_FROM, "x-herald-delivery-id"}
+_DEAD_LETTER_HEADERS = {DLQ_SOURCE_TOPIC, DLQ_REASON, DLQ_ATTEMPTS, REPLAYED_FROM, DLQ_DELIVERY_ID}
 
 
 @dataclass(slots=True)

@@ -27,14 +27,14 @@ from redis.exceptions import RedisError
 from herald_common import metrics
 from herald_common.backoff import backoff
 from herald_common.channels import spec
-from herald_common.kafka import DLQ_ATTEMPTS, Cause, PoisonRecord
+from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, Cause, PoisonRecord
 from herald_common.logging import mask
 from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
 from herald_sender.ledger import DONE, Ledger
 from herald_sender.outbound import Outbound
-from herald_sender.report import DELIVERY_ID, Reporter
+from herald_sender.report import Reporter
 from herald_sender.retry import RetryPolicy
 from herald_sender.settings import SenderSettings
 
@@ -201,7 +201,7 @@ class Sender:
     ) -> None:
         """The delivery as last attempted, on the sender's dead-letter topic (herald dlq lists it)."""
         value = orjson.dumps(d.model_copy(update={"attempt": attempts}).model_dump(exclude_none=True))
-        headers = [(DELIVERY_ID, d.delivery_id.encode()), (DLQ_ATTEMPTS, str(attempts).encode())]
+        headers = [(DLQ_DELIVERY_ID, d.delivery_id.encode()), (DLQ_ATTEMPTS, str(attempts).encode())]
         await self.ctx.dead_letters.write(
             value, rec.key, reason=reason, cause=cause, source_topic=rec.topic, headers=headers
         )

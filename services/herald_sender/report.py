@@ -15,16 +15,12 @@ from herald_common import metrics
 from herald_common.channels import spec
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.ids import partition_key
-from herald_common.kafka import DLQ_REASON, DLQ_SOURCE_TOPIC
 from herald_common.logging import mask
 from herald_common.schemas import Delivery, Status, StatusEvent
 from herald_common.store import Store
 from herald_common.worker import WorkerContext
 
 log = structlog.get_logger()
-
-DELIVERY_ID = "x-herald-delivery-id"
-ATTEMPTS = "x-herald-attempts"
 
 
 class Reporter:
@@ -57,19 +53,6 @@ class Reporter:
         record = DelayedRecord(topic=rec.topic, value=value, key=rec.key)
         await self.delayed.put(f"delivery:{d.delivery_id}:{next_attempt}", record, due_at)
         metrics.RETRIES_SCHEDULED.labels(d.channel).inc()
-
-    async def dead_letter(self, rec: ConsumerRecord, d: Delivery, attempts: int, reason: str) -> None:
-        headers = [
-            (DLQ_SOURCE_TOPIC, rec.topic.encode()),
-            (DLQ_REASON, reason[:500].encode()),
-            (DELIVERY_ID, d.delivery_id.encode()),
-            (ATTEMPTS, str(attempts).encode()),
-        ]
-        value = orjson.dumps(d.model_copy(update={"attempt": attempts}).model_dump(exclude_none=True))
-        await self.ctx.producer.send_and_wait(
-            self.ctx.topics.dead_letters("sender"), value, key=rec.key, headers=headers
-        )
-        metrics.DEAD_LETTERS.labels(d.channel).inc()
 
     async def invalid_address(self, d: Delivery, contact_id: str | None) -> None:
         """The provider says this address will never work: suppress it, or drop the push token."""

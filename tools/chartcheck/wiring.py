@@ -86,10 +86,10 @@ def role(args: list[str]) -> str:
 
 def _sender_roles(field: str) -> set[str]:
     from herald_common.channels import CHANNEL_NAMES
-    from herald_sender.settings import KNOWN_PROVIDERS
+    from herald_providers.registry import PROVIDERS
 
     owners = [ch for ch in CHANNEL_NAMES if field.startswith(ch + "_")]
-    owners += [ch for provider, ch in KNOWN_PROVIDERS.items() if field.startswith(provider + "_")]
+    owners += [p.channel for name, p in PROVIDERS.items() if field.startswith(name + "_")]
     return {f"sender-{ch}" for ch in (owners or CHANNEL_NAMES)}
 
 

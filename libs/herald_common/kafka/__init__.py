@@ -13,6 +13,7 @@ Import from ``herald_common.kafka``; the module layout behind it is not part of 
 from herald_common.kafka.admin import create_topics
 from herald_common.kafka.deadletter import (
     DLQ_ATTEMPTS,
+    DLQ_DELIVERY_ID,
     DLQ_REASON,
     DLQ_SOURCE_TOPIC,
     Cause,
@@ -31,6 +32,7 @@ from herald_common.kafka.runner import ConsumerRunner, Handler, Record
 
 __all__ = [
     "DLQ_ATTEMPTS",
+    "DLQ_DELIVERY_ID",
     "DLQ_REASON",
     "DLQ_SOURCE_TOPIC",
     "Backpressure",

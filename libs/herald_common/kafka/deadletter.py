@@ -21,6 +21,7 @@ from herald_common import metrics
 DLQ_SOURCE_TOPIC = "x-herald-source-topic"  # where the record came from: where a replay sends it back
 DLQ_REASON = "x-herald-reason"  # why it was given up on
 DLQ_ATTEMPTS = "x-herald-attempts"  # attempts made, where the writer counted them (the sender)
+DLQ_DELIVERY_ID = "x-herald-delivery-id"  # the delivery a sender gave up on
 
 # poison: unreadable input; attempts_exhausted: failed on every attempt; expired: due after expires_at
 Cause = Literal["poison", "attempts_exhausted", "expired"]
