@@ -3,6 +3,7 @@ collected by herald_providers.registry); the rest of Herald works from those dec
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def test_sender_identity_comes_from_the_spec() -> None:
         email_from="news@example.com",
         email_from_name="News",
         sms_from="Chain",
-        created_at=0.0,
+        created_at=datetime.now(UTC),
     )
     assert spec("email").identity(tenant) == {"from": "news@example.com", "from_name": "News"}
     assert spec("sms").identity(tenant) == {"from": "Chain"}
