@@ -1,7 +1,7 @@
 """Budgets for sandboxed templates: compile size, render steps and CPU time, value and output sizes.
 
 A render runs under a :class:`Budget` made current for the thread (:func:`budgeted`). The environment
-built here charges it:
+of :mod:`herald_common.template_sandbox` charges it through the hooks defined here:
 
 - compile: at most :data:`MAX_TOKENS` lexer tokens and :data:`MAX_NODES` syntax nodes per source;
   recursive ``for`` loops are refused (their inner iterations could not be counted);
@@ -28,13 +28,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from jinja2 import Undefined, nodes, pass_eval_context
-from jinja2.exceptions import SecurityError, TemplateSyntaxError
+from jinja2 import Undefined, pass_eval_context
+from jinja2.exceptions import SecurityError
 from jinja2.nodes import EvalContext
 from jinja2.runtime import markup_join, str_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
-from jinja2.visitor import NodeTransformer
 
 MAX_TOKENS = 5_000  # lexer tokens per source: bounds parse and compile time (~0.3 s at the limit)
 MAX_NODES = 5_000  # syntax nodes per source after parsing
@@ -45,7 +43,7 @@ MAX_PRODUCED_CHARS = 2_000_000  # all output a render produces, buffers included
 MAX_INT_BITS = 4_096  # integers a template computes with * and **
 _TIME_EVERY = 256  # steps between CPU-time checks
 
-_ITER, _OUT, _CONCAT = "herald_iter__", "herald_out__", "herald_concat__"
+ITER_FILTER, OUT_FILTER, CONCAT_FILTER = "herald_iter__", "herald_out__", "herald_concat__"
 
 
 class BudgetExceeded(Exception):
@@ -136,7 +134,7 @@ def size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
     return total
 
 
-def _refuse_over(estimate: int, what: str) -> None:
+def refuse_over(estimate: int, what: str) -> None:
     if estimate > MAX_VALUE_CHARS:
         raise current()._over(f"{what} would exceed {MAX_VALUE_CHARS} characters")
 
@@ -149,7 +147,7 @@ _PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _NUMBER = re.compile(r"\d+")
 
 
-def _percent_estimate(fmt: str, args: Any) -> int:
+def percent_estimate(fmt: str, args: Any) -> int:
     extra = 0
     for match in _PERCENT.finditer(fmt):
         for part in match.groups():
@@ -169,7 +167,7 @@ def _format_estimate(fmt: str, args: Any) -> int:
     return len(fmt) + extra + size(args)
 
 
-def _drain(value: Any) -> Any:
+def drain(value: Any) -> Any:
     """Turn a generator (from map, select, …) into a list, a step per item."""
     if isinstance(value, (str, list, tuple, dict, Undefined)) or not hasattr(value, "__next__"):
         return value
@@ -182,9 +180,6 @@ def _drain(value: Any) -> Any:
 
 
 # Upper bounds of a result's size, computed from a call's arguments before the call runs.
-Estimator = Callable[..., int]
-
-
 def _replace_estimate(s: Any, old: Any = "", new: Any = "", count: Any = None, *_: Any) -> int:
     text, old, new = str(s), str(old), str(new)
     hits = text.count(old) if old else len(text) + 1
@@ -213,13 +208,13 @@ def _indent_estimate(s: Any, width: Any = 4, *_: Any, **kw: Any) -> int:
     return len(text) + (text.count("\n") + 1) * (size(width) if isinstance(width, str) else _int(width))
 
 
-FILTER_ESTIMATES: dict[str, Estimator] = {
+FILTER_ESTIMATES: dict[str, Callable[..., int]] = {
     "center": lambda s, width=80, *_: size(s) + _int(width),
     "indent": _indent_estimate,
     "wordwrap": _wrap_estimate,
     "replace": _replace_estimate,
     "join": lambda value, d="", *_, **kw: _join_estimate(kw.get("d", d), value),
-    "format": lambda value, *args, **kw: _percent_estimate(str(value), [args, kw]),
+    "format": lambda value, *args, **kw: percent_estimate(str(value), [args, kw]),
     "batch": lambda value, n=1, fill_with=None, *_: (
         size(value) + (_int(n) * size(fill_with) if fill_with is not None else 0)
     ),
@@ -234,7 +229,7 @@ FILTER_ESTIMATES: dict[str, Estimator] = {
 }
 
 # str methods (called on a template's strings) that can make a result larger than their inputs.
-STR_ESTIMATES: dict[str, Estimator] = {
+STR_ESTIMATES: dict[str, Callable[..., int]] = {
     "ljust": lambda s, width=0, *_: len(s) + _int(width),
     "rjust": lambda s, width=0, *_: len(s) + _int(width),
     "center": lambda s, width=0, *_: len(s) + _int(width),
@@ -249,30 +244,30 @@ STR_ESTIMATES: dict[str, Estimator] = {
 }
 
 
-def _result_checked(out: Any, what: str) -> Any:
+def result_checked(out: Any, what: str) -> Any:
     if isinstance(out, (str, list, tuple, dict)) and len(out) > MAX_VALUE_CHARS:
         raise current()._over(f"{what} would exceed {MAX_VALUE_CHARS} characters")
     return out
 
 
-def _budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+def budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     skip = 1 if _PassArg.from_obj(func) is not None else 0
     estimate = FILTER_ESTIMATES.get(name)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         current().step()
-        args = tuple(a if i < skip else _drain(a) for i, a in enumerate(args))
+        args = tuple(a if i < skip else drain(a) for i, a in enumerate(args))
         what = f"the result of the {name} filter"
-        _refuse_over(sum(size(a) for a in args[skip:]) + sum(size(v) for v in kwargs.values()), what)
+        refuse_over(sum(size(a) for a in args[skip:]) + sum(size(v) for v in kwargs.values()), what)
         if estimate is not None:
-            _refuse_over(estimate(*args[skip:], **kwargs), what)
-        return _result_checked(func(*args, **kwargs), what)
+            refuse_over(estimate(*args[skip:], **kwargs), what)
+        return result_checked(func(*args, **kwargs), what)
 
     return wrapper
 
 
-def _iterate(value: Any) -> Iterator[Any]:
+def iterate(value: Any) -> Iterator[Any]:
     budget = current()
 
     def counted() -> Iterator[Any]:
@@ -283,7 +278,7 @@ def _iterate(value: Any) -> Iterator[Any]:
     return counted()
 
 
-def _out(value: Any) -> Any:
+def out_chunk(value: Any) -> Any:
     """Every printed chunk (literal text too) passes here: refuse unprintables, count the output."""
     budget = current()
     budget.produce(size(value) if not isinstance(value, str) else len(value))
@@ -291,107 +286,8 @@ def _out(value: Any) -> Any:
 
 
 @pass_eval_context
-def _concat(eval_ctx: EvalContext, parts: list[Any]) -> str:
+def concat(eval_ctx: EvalContext, parts: list[Any]) -> str:
     budget = current()
     budget.step()
-    _refuse_over(sum(size(p) for p in parts), "a '~' concatenation")
+    refuse_over(sum(size(p) for p in parts), "a '~' concatenation")
     return markup_join(parts) if eval_ctx.autoescape else str_join(parts)
-
-
-class _Instrument(NodeTransformer):
-    """Route loop iterables, printed chunks and '~' through the budget (see the module doc)."""
-
-    def visit_For(self, node: nodes.For) -> nodes.Node:
-        if node.recursive:
-            raise TemplateSyntaxError("recursive loops are not allowed in templates", node.lineno)
-        self.generic_visit(node)
-        node.iter = nodes.Filter(node.iter, _ITER, [], [], None, None, lineno=node.lineno)
-        return node
-
-    def visit_Output(self, node: nodes.Output) -> nodes.Node:
-        self.generic_visit(node)
-        wrapped: list[nodes.Expr] = []
-        for child in node.nodes:
-            if isinstance(child, nodes.TemplateData):
-                child = nodes.MarkSafeIfAutoescape(nodes.Const(child.data), lineno=child.lineno)
-            wrapped.append(nodes.Filter(child, _OUT, [], [], None, None, lineno=child.lineno))
-        node.nodes = wrapped
-        return node
-
-    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        self.generic_visit(node)
-        return nodes.Filter(nodes.List(node.nodes), _CONCAT, [], [], None, None, lineno=node.lineno)
-
-
-def _int_bits_ok(operator: str, left: Any, right: Any) -> bool:
-    if not (isinstance(left, int) and isinstance(right, int)):
-        return True
-    if operator == "*":
-        return left.bit_length() + right.bit_length() <= MAX_INT_BITS
-    if operator == "**":
-        return right < 0 or abs(left) <= 1 or left.bit_length() * right <= MAX_INT_BITS
-    return True
-
-
-class BudgetedEnvironment(ImmutableSandboxedEnvironment):
-    """The immutable sandbox with no globals, budgeted operators, calls, filters, loops and output."""
-
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-
-    def __init__(self, *, autoescape: bool) -> None:
-        super().__init__(autoescape=autoescape, undefined=Undefined)
-        self.globals.clear()
-        self.filters = {name: _budgeted_filter(name, f) for name, f in self.filters.items()}
-        self.filters.update({_ITER: _iterate, _OUT: _out, _CONCAT: _concat})
-
-    # compile -----------------------------------------------------------------------------------------
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        for count, _ in enumerate(self._tokenize(source, name, filename), 1):
-            if count > MAX_TOKENS:
-                raise BudgetExceeded(f"the template is too complex: more than {MAX_TOKENS} tokens")
-        tree = super()._parse(source, name, filename)
-        count = sum(1 for _ in tree.find_all(nodes.Node))
-        if count > MAX_NODES:
-            raise BudgetExceeded(f"the template is too complex: {count} nodes, more than {MAX_NODES}")
-        result: nodes.Template = _Instrument().visit(tree)
-        return result
-
-    # render ------------------------------------------------------------------------------------------
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        current().step()
-        what = f"the result of '{operator}'"
-        if operator == "+" and isinstance(left, (str, list, tuple)):
-            _refuse_over(size(left) + size(right), what)
-        elif operator == "*":
-            seq, times = (left, right) if isinstance(right, int) else (right, left)
-            if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
-                _refuse_over(size(seq) * max(times, 0), what)
-        elif operator == "%" and isinstance(left, str):
-            _refuse_over(_percent_estimate(left, right), what)
-        if not _int_bits_ok(operator, left, right):
-            raise current()._over(f"{what} would exceed {MAX_INT_BITS} bits")
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        current().step()
-        args = tuple(_drain(a) for a in args)
-        what = f"the result of {getattr(__obj, '__name__', 'a call')}()"
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str):
-            estimate = STR_ESTIMATES.get(__obj.__name__)
-            if estimate is not None:
-                _refuse_over(estimate(owner, *args, **kwargs), what)
-        return _result_checked(super().call(__context, __obj, *args, **kwargs), what)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
-            return None
-        fmt: str = value.__self__
-        estimate = STR_ESTIMATES[value.__name__]
-
-        def checked_format(*args: Any, **kwargs: Any) -> str:
-            _refuse_over(estimate(fmt, *args, **kwargs), f"the result of {value.__name__}()")
-            return wrapped(*args, **kwargs)
-
-        return checked_format

@@ -27,13 +27,8 @@ from jinja2 import Template, TemplateError
 
 from herald_common.channels import CHANNELS, TemplateField
 from herald_common.schemas import ChannelContent, Contact, ContactIn, Tenant
-from herald_common.template_budget import (
-    Budget,
-    BudgetedEnvironment,
-    BudgetExceeded,
-    SliceExhausted,
-    budgeted,
-)
+from herald_common.template_budget import Budget, BudgetExceeded, SliceExhausted, budgeted
+from herald_common.template_sandbox import BudgetedEnvironment
 
 MAX_MAPPING_SOURCE_CHARS = 4_096  # one push ``data`` value (FCM allows 4 KB of data in all)
 CACHE_BYTES = 48 * 2**20  # estimated memory of all compiled templates kept in a process
@@ -173,7 +168,7 @@ def _render_one(template: Template, context: dict[str, Any], field: str, limit: 
     chunks: list[str] = []
     total = 0
     try:
-        for chunk in template.generate(context):
+        for chunk in template.root_render_func(template.new_context(context)):  # generate() minus its wrapper
             total += len(chunk)
             if total > limit:
                 raise TemplateBudgetError(field, f"the rendered text is longer than {limit} characters")
