@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import Infra
-from tests.harness import eventually
 from tests.integration.stack import Stack, email_stack
+from tests.integration.stack import wait_status as _status
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -24,21 +24,6 @@ ITEMS = list(range(3000))
 async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     async with email_stack(infra, tmp_path_factory.mktemp("budget")) as s:
         yield s
-
-
-async def _status(stack: Stack, nid: str, want: str, token: str) -> dict:
-    doc: dict = {}
-
-    async def check() -> bool:
-        nonlocal doc
-        status, doc = await stack.api.call("GET", f"/v1/notifications/{nid}", token=token)
-        return status == 200 and doc["status"] == want
-
-    try:
-        await eventually(check, timeout_s=20)
-    except AssertionError:
-        raise AssertionError(f"status never became {want}: {doc}") from None
-    return doc
 
 
 async def test_over_budget_templates_are_422_problems(stack: Stack) -> None:
