@@ -42,6 +42,11 @@ MAX_VALUE_CHARS = 1_000_000  # any one string/list a template builds or prints
 MAX_PRODUCED_CHARS = 2_000_000  # all output a render produces, buffers included
 MAX_INT_BITS = 4_096  # integers a template computes with * and **
 _TIME_EVERY = 256  # steps between CPU-time checks
+CHARS_PER_STEP = 256  # what a filter, call or operator costs on top of its step: its input's size
+SLOW_STEPS_PER_CHAR = 4  # ... for filters written in Python that cost microseconds per character
+SLOW_FILTERS = frozenset(
+    {"wordwrap", "urlize", "title", "striptags", "urlencode", "wordcount", "xmlattr", "pprint"}
+)
 
 ITER_FILTER, OUT_FILTER, CONCAT_FILTER = "herald_iter__", "herald_out__", "herald_concat__"
 
@@ -254,14 +259,18 @@ def budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     skip = 1 if _PassArg.from_obj(func) is not None else 0
     estimate = FILTER_ESTIMATES.get(name)
 
+    slow = name in SLOW_FILTERS
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        current().step()
+        budget = current()
         args = tuple(a if i < skip else drain(a) for i, a in enumerate(args))
         what = f"the result of the {name} filter"
-        refuse_over(sum(size(a) for a in args[skip:]) + sum(size(v) for v in kwargs.values()), what)
+        total = sum(size(a) for a in args[skip:]) + sum(size(v) for v in kwargs.values())
+        refuse_over(total, what)
         if estimate is not None:
             refuse_over(estimate(*args[skip:], **kwargs), what)
+        budget.step(1 + (total * SLOW_STEPS_PER_CHAR if slow else total // CHARS_PER_STEP))
         return result_checked(func(*args, **kwargs), what)
 
     return wrapper
@@ -288,6 +297,7 @@ def out_chunk(value: Any) -> Any:
 @pass_eval_context
 def concat(eval_ctx: EvalContext, parts: list[Any]) -> str:
     budget = current()
-    budget.step()
-    refuse_over(sum(size(p) for p in parts), "a '~' concatenation")
+    total = sum(size(p) for p in parts)
+    refuse_over(total, "a '~' concatenation")
+    budget.step(1 + total // CHARS_PER_STEP)
     return markup_join(parts) if eval_ctx.autoescape else str_join(parts)

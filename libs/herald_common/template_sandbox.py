@@ -16,6 +16,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from herald_common.template_budget import (
+    CHARS_PER_STEP,
     CONCAT_FILTER,
     ITER_FILTER,
     MAX_INT_BITS,
@@ -110,29 +111,36 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
 
     # render ------------------------------------------------------------------------------------------
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        current().step()
+        budget = current()
         what = f"the result of '{operator}'"
+        estimate = 0
         if operator == "+" and isinstance(left, (str, list, tuple)):
-            refuse_over(size(left) + size(right), what)
+            estimate = size(left) + size(right)
         elif operator == "*":
             seq, times = (left, right) if isinstance(right, int) else (right, left)
             if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
-                refuse_over(size(seq) * max(times, 0), what)
+                estimate = size(seq) * max(times, 0)
         elif operator == "%" and isinstance(left, str):
-            refuse_over(percent_estimate(left, right), what)
+            estimate = percent_estimate(left, right)
+        refuse_over(estimate, what)
         if not _int_bits_ok(operator, left, right):
-            raise current()._over(f"{what} would exceed {MAX_INT_BITS} bits")
+            raise budget._over(f"{what} would exceed {MAX_INT_BITS} bits")
+        budget.step(1 + estimate // CHARS_PER_STEP)
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        current().step()
+        budget = current()
         args = tuple(drain(a) for a in args)
         what = f"the result of {getattr(__obj, '__name__', 'a call')}()"
         owner = getattr(__obj, "__self__", None)
+        total = sum(size(a) for a in args) + sum(size(v) for v in kwargs.values())
         if isinstance(owner, str):
+            total += len(owner)
             estimate = STR_ESTIMATES.get(__obj.__name__)
             if estimate is not None:
                 refuse_over(estimate(owner, *args, **kwargs), what)
+        refuse_over(total, what)
+        budget.step(1 + total // CHARS_PER_STEP)
         return result_checked(super().call(__context, __obj, *args, **kwargs), what)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:

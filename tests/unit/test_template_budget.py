@@ -65,6 +65,18 @@ def test_nested_loops_fail_fast_with_a_budget_error() -> None:
         _sms("{% for i in data['items'] %}{% for j in data['items'] %}{% endfor %}{% endfor %}")
     with pytest.raises(TemplateBudgetError):  # exponential macro recursion: calls are steps
         _sms("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}")
+    for heavy in (
+        "s|urlize",
+        "s|wordwrap(1)",
+        "s|title",
+        "s|list|sort|join",
+    ):  # filters cost their input size
+        with pytest.raises(TemplateBudgetError):
+            _sms(
+                "{% set s = 'hi http://x.io ' * 4000 %}{% for i in data['items'] %}{{ "
+                + heavy
+                + " }}{% endfor %}"
+            )
     assert time.monotonic() - started < 3
 
 
