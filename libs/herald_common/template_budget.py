@@ -139,6 +139,12 @@ def size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
     return total
 
 
+def arg_size(value: Any) -> int:
+    """The size of a call's or filter's argument; callables (a macro's ``caller``) and the like are
+    passed through (printing them is refused where they would be printed)."""
+    return size(value) if isinstance(value, (str, list, tuple, dict)) else 0
+
+
 def refuse_over(estimate: int, what: str) -> None:
     if estimate > MAX_VALUE_CHARS:
         raise current()._over(f"{what} would exceed {MAX_VALUE_CHARS} characters")
@@ -266,7 +272,7 @@ def budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         budget = current()
         args = tuple(a if i < skip else drain(a) for i, a in enumerate(args))
         what = f"the result of the {name} filter"
-        total = sum(size(a) for a in args[skip:]) + sum(size(v) for v in kwargs.values())
+        total = sum(arg_size(a) for a in args[skip:]) + sum(arg_size(v) for v in kwargs.values())
         refuse_over(total, what)
         if estimate is not None:
             refuse_over(estimate(*args[skip:], **kwargs), what)

@@ -25,6 +25,7 @@ from herald_common.template_budget import (
     OUT_FILTER,
     STR_ESTIMATES,
     BudgetExceeded,
+    arg_size,
     budgeted_filter,
     concat,
     current,
@@ -133,7 +134,7 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
         args = tuple(drain(a) for a in args)
         what = f"the result of {getattr(__obj, '__name__', 'a call')}()"
         owner = getattr(__obj, "__self__", None)
-        total = sum(size(a) for a in args) + sum(size(v) for v in kwargs.values())
+        total = sum(arg_size(a) for a in args) + sum(arg_size(v) for v in kwargs.values())
         if isinstance(owner, str):
             total += len(owner)
             estimate = STR_ESTIMATES.get(__obj.__name__)

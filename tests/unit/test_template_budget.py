@@ -52,6 +52,12 @@ def test_ordinary_templates_still_render() -> None:
         == "03000    7"
     )
     assert _html("<b>{{ '<i>' ~ contact.first_name }}</b>") == "<b>&lt;i&gt;Ada</b>"
+    assert (
+        _sms("{% macro b(t) %}[{{ t }}{{ caller() }}]{% endmacro %}{% call b('x') %}in{% endcall %}")
+        == "[xin]"
+    )
+    assert _sms("{% for k, v in data.rows[0].items() %}{{ k }}={{ v }}{% endfor %}") == "n=a"
+    assert _sms("{% filter upper %}{{ contact.missing|default('friend') }}{% endfilter %}") == "FRIEND"
     push = ChannelContent.model_validate(
         {"push": {"body": "b {{ data.s|length }}", "data": {"k": "{{ tenant.id }}"}}}
     )
