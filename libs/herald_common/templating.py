@@ -164,6 +164,21 @@ def check_syntax(content: ChannelContent, prefix: str = "") -> list[tuple[str, s
     return problems
 
 
+def check_template(content: ChannelContent, prefix: str = "") -> list[tuple[str, str]]:
+    """:func:`check_syntax`, then a trial render of each channel with an empty context: a template that
+    goes over its budget even without data (``{{ 'a' * 10**8 }}``) is refused up front. Other render
+    errors are left to the send, where the data they depend on is given. Call it off the event loop."""
+    problems = check_syntax(content, prefix)
+    for channel in [] if problems else content.channels():
+        try:
+            render_channel(content, channel, {"contact": {}, "data": {}, "tenant": {}})
+        except TemplateBudgetError as exc:
+            problems.append((f"{prefix}{exc.field}", exc.message))
+        except TemplateRenderError:
+            pass
+    return problems
+
+
 def _render_one(template: Template, context: dict[str, Any], field: str, limit: int) -> str:
     chunks: list[str] = []
     total = 0

@@ -8,7 +8,12 @@ from aiohttp import web
 
 from herald_common.schemas import Contact, ContactBatch, ContactIn, PreviewIn, Template, TemplateIn
 from herald_common.store import now
-from herald_common.templating import TemplateRenderError, check_syntax, render_channel_async, template_context
+from herald_common.templating import (
+    TemplateRenderError,
+    check_template,
+    render_channel_async,
+    template_context,
+)
 from herald_gateway.context import SETTINGS, STORE, TENANT_ID
 from herald_gateway.problems import M, ProblemError, json_response, parse_body
 
@@ -47,18 +52,18 @@ async def batch_contacts(request: web.Request) -> web.Response:
 
 
 # templates ------------------------------------------------------------------------------------------
-def _syntax_problems(body: TemplateIn) -> list[dict[str, str]]:
-    found = check_syntax(body)
+def _template_problems(body: TemplateIn) -> list[dict[str, str]]:
+    found = check_template(body)
     for locale, variant in body.locales.items():
-        found += check_syntax(variant, prefix=f"locales.{locale}.")
+        found += check_template(variant, prefix=f"locales.{locale}.")
     return [{"field": f, "message": m} for f, m in found]
 
 
 async def put_template(request: web.Request) -> web.Response:
     body: TemplateIn = await _body(request, TemplateIn)
-    errors = await asyncio.to_thread(_syntax_problems, body)  # compiling a large source takes a while
+    errors = await asyncio.to_thread(_template_problems, body)  # compiling a large source takes a while
     if errors:
-        raise ProblemError(422, "the template does not compile", errors=errors)
+        raise ProblemError(422, "the template does not compile or goes over its budget", errors=errors)
     template = await request.app[STORE].put_template(
         request[TENANT_ID], request.match_info["template_id"], body
     )

@@ -41,10 +41,12 @@ async def test_over_budget_templates_are_422_problems(stack: Stack) -> None:
     assert body["errors"][0]["field"] == "sms.text" and "budget" in body["errors"][0]["message"]
     assert time.monotonic() - started < 5  # unbudgeted it took ~0.8 s of CPU on the gateway's loop
 
-    big = {"sms": {"text": "{{ 'a' * 10**8 }}"}}
-    assert (await stack.api.call("PUT", "/v1/templates/big", big))[0] == 200
-    status, body = await stack.api.call("POST", "/v1/templates/big:preview", {})
-    assert status == 422 and "would exceed" in body["errors"][0]["message"], body
+    # over budget whatever the data: refused at PUT by a trial render with an empty context
+    big = {"email": {"subject": "s", "text": "ok"}, "locales": {"fr": {"sms": {"text": "{{ 'a' * 10**8 }}"}}}}
+    status, body = await stack.api.call("PUT", "/v1/templates/big", big)
+    assert status == 422 and body["errors"][0]["field"] == "locales.fr.sms.text", body
+    assert "would exceed" in body["errors"][0]["message"]
+    assert (await stack.api.call("GET", "/v1/templates/big"))[0] == 404
 
 
 async def test_preview_uses_the_send_context_with_the_tenant_name(stack: Stack) -> None:

@@ -20,6 +20,7 @@ from herald_common.templating import (
     TemplateRenderError,
     _CompiledCache,
     check_syntax,
+    check_template,
     render_channel,
     render_channel_async,
     template_context,
@@ -225,3 +226,11 @@ async def test_async_render_moves_heavy_templates_off_the_loop() -> None:
     finally:
         task.cancel()
     assert ticks > 0  # the loop kept running while the heavy template rendered in a thread
+
+
+def test_check_template_refuses_what_is_over_budget_without_data() -> None:
+    bomb = ChannelContent.model_validate({"sms": {"text": "{{ 'a' * 10**8 }}"}})
+    ((field, message),) = check_template(bomb, prefix="locales.fr.")
+    assert field == "locales.fr.sms.text" and "would exceed" in message
+    needs_data = ChannelContent.model_validate({"sms": {"text": "{{ data.order.id }}"}})
+    assert check_template(needs_data) == []  # fails only for want of data: left to the send
