@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from herald_common.schemas import Contact, ContactBatch, ContactIn, PreviewIn, Template, TemplateIn
 from herald_common.store import now
-from herald_common.templating import TemplateRenderError, check_syntax, render_channel
+from herald_common.templating import (
+    TemplateRenderError,
+    check_template,
+    render_channel_async,
+    template_context,
+)
 from herald_gateway.context import SETTINGS, STORE, TENANT_ID
 from herald_gateway.problems import M, ProblemError, json_response, parse_body
 
@@ -45,18 +52,18 @@ async def batch_contacts(request: web.Request) -> web.Response:
 
 
 # templates ------------------------------------------------------------------------------------------
-def _syntax_problems(body: TemplateIn) -> list[dict[str, str]]:
-    found = check_syntax(body)
+def _template_problems(body: TemplateIn) -> list[dict[str, str]]:
+    found = check_template(body)
     for locale, variant in body.locales.items():
-        found += check_syntax(variant, prefix=f"locales.{locale}.")
+        found += check_template(variant, prefix=f"locales.{locale}.")
     return [{"field": f, "message": m} for f, m in found]
 
 
 async def put_template(request: web.Request) -> web.Response:
     body: TemplateIn = await _body(request, TemplateIn)
-    errors = _syntax_problems(body)
+    errors = await asyncio.to_thread(_template_problems, body)  # compiling a large source takes a while
     if errors:
-        raise ProblemError(422, "the template does not compile", errors=errors)
+        raise ProblemError(422, "the template does not compile or goes over its budget", errors=errors)
     template = await request.app[STORE].put_template(
         request[TENANT_ID], request.match_info["template_id"], body
     )
@@ -83,17 +90,15 @@ async def delete_template(request: web.Request) -> web.Response:
 async def preview_template(request: web.Request) -> web.Response:
     template = await _template(request)
     body: PreviewIn = await _body(request, PreviewIn) if request.can_read_body else PreviewIn()
-    contact = body.contact.model_dump(mode="json") if body.contact else {}
-    context = {
-        "contact": {**contact.get("attributes", {}), **contact},
-        "data": body.data,
-        "tenant": {"id": request[TENANT_ID]},
-    }
+    tenant = await request.app[STORE].get_tenant(request[TENANT_ID])
+    context = template_context(
+        tenant_id=request[TENANT_ID], tenant=tenant, data=body.data, contact=body.contact
+    )
     content = template.content_for(body.locale or (body.contact.locale if body.contact else None))
     rendered = {}
     try:
         for channel in content.channels():
-            rendered[channel] = render_channel(content, channel, context)
+            rendered[channel] = await render_channel_async(content, channel, context)
     except TemplateRenderError as exc:
         raise ProblemError(
             422, "the template failed to render", errors=[{"field": exc.field, "message": exc.message}]

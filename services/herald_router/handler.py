@@ -26,9 +26,9 @@ from herald_common.schemas import (
     Tenant,
 )
 from herald_common.store import Store
-from herald_common.templating import TemplateRenderError, render_channel
+from herald_common.templating import TemplateRenderError, render_channel_async, template_context
 from herald_common.worker import WorkerContext
-from herald_router.routing import plan_channels, template_context
+from herald_router.routing import plan_channels
 
 log = structlog.get_logger()
 
@@ -72,7 +72,9 @@ class Router:
             assert req.content is not None
             content = req.content
         tenant = await self._tenant(req.tenant_id)
-        context = template_context(req, contact, tenant)
+        context = template_context(
+            tenant_id=req.tenant_id, tenant=tenant, data=req.data, contact=contact, to=req.to
+        )
         out: list[Delivery | StatusEvent] = []
         recipient = req.to.contact_id or req.to.email or req.to.phone or req.to.push_token or ""
         for plan in plan_channels(req, contact, content, category):
@@ -83,7 +85,7 @@ class Router:
                 plan.addresses = [a for a in plan.addresses if a not in suppressed]
             if plan.skip_status is None:
                 try:
-                    rendered = render_channel(content, plan.channel, context)
+                    rendered = await render_channel_async(content, plan.channel, context)
                 except TemplateRenderError as exc:
                     plan.skip_status, plan.reason = "failed", f"render error in {exc.field}: {exc.message}"
             if plan.skip_status is not None:

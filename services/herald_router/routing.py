@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from herald_common.channels import CHANNELS, ChannelSpec, spec
-from herald_common.schemas import ChannelContent, Contact, NotificationRequest, Tenant
+from herald_common.schemas import ChannelContent, Contact, NotificationRequest
 
 
 @dataclass(slots=True)
@@ -67,22 +67,3 @@ def plan_channels(
                 continue
         plans.append(ChannelPlan(channel, addresses))
     return plans
-
-
-def template_context(
-    req: NotificationRequest, contact: Contact | None, tenant: Tenant | None
-) -> dict[str, Any]:
-    if contact is not None:
-        contact_ctx: dict[str, Any] = {
-            **contact.attributes,
-            "id": contact.id,
-            "email": contact.email,
-            "phone": contact.phone,
-            "locale": contact.locale,
-            "timezone": contact.timezone,
-            "attributes": contact.attributes,
-        }
-    else:
-        contact_ctx = {"email": req.to.email, "phone": req.to.phone, "attributes": {}}
-    tenant_ctx = {"id": tenant.id, "name": tenant.name} if tenant else {"id": req.tenant_id}
-    return {"contact": contact_ctx, "data": req.data, "tenant": tenant_ctx}

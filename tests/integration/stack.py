@@ -23,7 +23,7 @@ from herald_sender.settings import SenderSettings
 from herald_tracker.main import serve as serve_tracker
 from herald_tracker.settings import TrackerSettings
 from tests.conftest import Infra, unique
-from tests.harness import ADMIN_TOKEN, Api, Env, running
+from tests.harness import ADMIN_TOKEN, Api, Env, eventually, running
 
 
 @dataclass
@@ -68,3 +68,19 @@ async def email_stack(
             yield Stack(env, Api(http, base), capture, base)
     finally:
         peer.stop()
+
+
+async def wait_status(stack: Stack, nid: str, want: str, token: str | None = None) -> dict:
+    """Wait until notification ``nid`` has status ``want``; its document."""
+    doc: dict = {}
+
+    async def check() -> bool:
+        nonlocal doc
+        status, doc = await stack.api.call("GET", f"/v1/notifications/{nid}", token=token)
+        return status == 200 and doc["status"] == want
+
+    try:
+        await eventually(check, timeout_s=20)
+    except AssertionError:
+        raise AssertionError(f"status never became {want}: {doc}") from None
+    return doc

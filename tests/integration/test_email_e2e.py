@@ -10,6 +10,7 @@ import pytest_asyncio
 from tests.conftest import Infra
 from tests.harness import eventually
 from tests.integration.stack import Stack, email_stack
+from tests.integration.stack import wait_status as _status
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -34,21 +35,6 @@ async def _tenant(stack: Stack) -> str:
     key = await stack.api.new_tenant()
     stack.api.token = key
     return key
-
-
-async def _status(stack: Stack, nid: str, want: str, token: str | None = None) -> dict:
-    doc: dict = {}
-
-    async def check() -> bool:
-        nonlocal doc
-        status, doc = await stack.api.call("GET", f"/v1/notifications/{nid}", token=token)
-        return status == 200 and doc["status"] == want
-
-    try:
-        await eventually(check, timeout_s=20)
-    except AssertionError:
-        raise AssertionError(f"status never became {want}: {doc}") from None
-    return doc
 
 
 async def test_template_notification_reaches_smtp_rendered(stack: Stack) -> None:

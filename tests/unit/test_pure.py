@@ -20,10 +20,10 @@ from herald_common.schemas import (
 )
 from herald_common.settings import CommonSettings, SettingsError, load
 from herald_common.status import overall, view
-from herald_common.templating import TemplateRenderError, check_syntax, render_channel
+from herald_common.templating import TemplateRenderError, check_syntax, render_channel, template_context
 from herald_providers.base import OutboundMessage
 from herald_providers.smtp import SmtpConfig, build_message
-from herald_router.routing import plan_channels, template_context
+from herald_router.routing import plan_channels
 
 
 def test_delivery_id_is_deterministic_and_distinct() -> None:
@@ -131,7 +131,8 @@ def test_render_escapes_html_only_and_exposes_attributes() -> None:
         {"email": {"subject": "Hi {{ contact.first_name }}", "html": "<p>{{ contact.first_name }}</p>"}}
     )
     contact = Contact(id="c1", email="a@example.com", attributes={"first_name": "<b>Al</b>"})
-    ctx = template_context(_req(), contact, None)
+    req = _req()
+    ctx = template_context(tenant_id=req.tenant_id, tenant=None, data=req.data, contact=contact, to=req.to)
     out = render_channel(content, "email", ctx)
     assert out["subject"] == "Hi <b>Al</b>"
     assert out["html"] == "<p>&lt;b&gt;Al&lt;/b&gt;</p>"
