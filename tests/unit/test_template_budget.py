@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -195,7 +196,7 @@ def test_compiled_cache_is_bounded_by_bytes() -> None:
 
 
 def test_one_context_for_sends_and_previews() -> None:
-    tenant = Tenant(id="t1", name="Cinema", created_at=0)
+    tenant = Tenant(id="t1", name="Cinema", created_at=datetime.now(UTC))
     contact = ContactIn(email="a@example.com", attributes={"first_name": "Ada"})
     ctx = template_context(tenant_id="t1", tenant=tenant, data={"x": 1}, contact=contact)
     assert ctx["tenant"] == {"id": "t1", "name": "Cinema"}
