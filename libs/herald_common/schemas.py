@@ -12,6 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -109,6 +110,14 @@ def json_value_schema() -> dict[str, Any]:
     """The JSON schema of one free-form value (``#/components/schemas/JsonValue`` in the OpenAPI
     document), integer range included."""
     return _JSON_VALUE_SCHEMA
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer field: JSON Schema counts 5.0 as the integer 5, so the API does too (and nothing else).
+BurstSize = Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(_whole)]
 
 
 def _one_of_present(*fields: str, kind: str) -> Any:
@@ -315,11 +324,8 @@ class TenantIn(Strict):
         le=1_000_000,
         description="notifications per second the API accepts (all gateways together)",
     )
-    rate_limit_burst: int | None = Field(
-        None,
-        ge=1,
-        le=10_000_000,
-        description="notifications accepted at once above the rate (default: 1,000)",
+    rate_limit_burst: BurstSize | None = Field(
+        None, description="notifications accepted at once above the rate (default: 1,000)"
     )
 
 
@@ -337,7 +343,7 @@ class TenantPatch(Strict):
     sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
     rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
-    rate_limit_burst: int | None = Field(None, ge=1, le=10_000_000)
+    rate_limit_burst: BurstSize | None = None
 
     @model_validator(mode="after")
     def _named(self) -> TenantPatch:

@@ -141,6 +141,19 @@ _STATUS = {
 }
 
 
+def _close_pattern_maps(node: Any) -> None:
+    """A map whose keys must match a pattern (locales, categories) admits no other key: say so, since
+    ``patternProperties`` alone leaves every other key valid."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for child in node.values():
+            _close_pattern_maps(child)
+    elif isinstance(node, list):
+        for child in node:
+            _close_pattern_maps(child)
+
+
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
     _, schemas = models_json_schema(
@@ -148,6 +161,7 @@ def document() -> dict[str, Any]:
     )
     components = dict(schemas.get("$defs", {}))
     components["Problem"] = _PROBLEM
+    _close_pattern_maps(components)
     components["JsonValue"] = json_value_schema()
     components["NotificationStatus"] = _STATUS
     paths: dict[str, dict[str, Any]] = {}

@@ -13,6 +13,7 @@ positive-data acceptance here; the examples and fuzzing phases generate from the
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.harness import ADMIN_TOKEN, Api, Env, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.asyncio(loop_scope="module")]
 
+ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261130
 MAX_EXAMPLES = 40
 CHECKS = "not_a_server_error,negative_data_rejection,positive_data_acceptance"
@@ -76,6 +78,8 @@ async def _schemathesis(base: str, token: str, paths: str, report: Path) -> tupl
         "junit",
         "--report-junit-path",
         str(report),
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.slow.fuzz_hooks", "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
