@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from herald_common.fields import json_value_schema
 from herald_common.schemas import (
     ApiKeyIn,
     ContactBatch,
@@ -19,7 +20,6 @@ from herald_common.schemas import (
     TemplateIn,
     TenantIn,
     TenantPatch,
-    json_value_schema,
 )
 from herald_common.status import OVERALL, RANK
 
