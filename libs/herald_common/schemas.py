@@ -18,6 +18,7 @@ from pydantic import (
 from herald_common.fields import (
     _LOCALE,
     BurstSize,
+    CancellationKey,
     Category,
     Email,
     Identifier,
@@ -190,14 +191,22 @@ class NotificationIn(Strict):
     lane: Lane | None = Field(None, description="defaults to bulk for marketing, else transactional")
     locale: Locale | None = None
     expires_at: datetime | None = None
+    send_at: datetime | None = Field(None, description="deliver no earlier than this (held until then)")
+    cancellation_key: CancellationKey | None = Field(
+        None,
+        description="notifications sharing a key can be cancelled together while they wait "
+        "(POST /v1/notifications:cancel-by-key, or an event whose trigger cancels that key)",
+    )
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
 
     @model_validator(mode="after")
     def _source(self) -> NotificationIn:
         if (self.template_id is None) == (self.content is None):
             raise ValueError("give exactly one of template_id or content")
-        if self.expires_at is not None and self.expires_at.tzinfo is None:
-            raise ValueError("expires_at needs a time zone offset")
+        for name in ("expires_at", "send_at"):
+            moment = getattr(self, name)
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone offset")
         return self
 
 
@@ -285,6 +294,8 @@ class NotificationRequest(Wire):
     category: str | None = None
     locale: str | None = None
     expires_at: float | None = None
+    send_at: float | None = None
+    cancellation_key: str | None = None
 
 
 class Delivery(Wire):

@@ -228,6 +228,8 @@ class Intake:
                 category=n.category,
                 locale=n.locale,
                 expires_at=n.expires_at.timestamp() if n.expires_at else None,
+                send_at=n.send_at.timestamp() if n.send_at else None,
+                cancellation_key=n.cancellation_key,
             )
             recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
             per_topic[self.topics.requests(lane)].append(
