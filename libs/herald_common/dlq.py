@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, DLQ_REASON, DLQ_SOURCE_TOPIC, make_producer
+from herald_common.kafka.security import client_options
 from herald_common.logging import mask
 from herald_common.redisio import Keys, make_redis
 from herald_common.schemas import Delivery
@@ -106,13 +107,14 @@ class DeadLetter:
 
 
 async def read_dead_letters(
-    bootstrap: str, topic: str, *, service: str = "", timeout_s: float = 30.0
+    client: str | Mapping[str, Any], topic: str, *, service: str = "", timeout_s: float = 30.0
 ) -> list[DeadLetter]:
     """Every record on ``topic`` now, oldest first per partition, read without a consumer group.
 
     Reads until every partition's position reached the high watermark its fetch responses report
     (ListOffsets is not used: brokers such as Tansu answer it with the last batch's base offset)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    options = {"bootstrap_servers": client} if isinstance(client, str) else dict(client)
+    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
     await consumer.start()
     out: list[DeadLetter] = []
     try:
@@ -174,7 +176,7 @@ class DeadLetterQueue:
     async def letters(self) -> list[DeadLetter]:
         out: list[DeadLetter] = []
         for service, topic in self.topics.items():
-            out += await read_dead_letters(self.settings.kafka_bootstrap, topic, service=service)
+            out += await read_dead_letters(client_options(self.settings), topic, service=service)
         return out
 
     async def describe(self) -> list[dict[str, Any]]:

@@ -6,9 +6,10 @@ A bad value stops the process at start with one line per offending variable.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Lane = Literal["transactional", "bulk"]
@@ -37,6 +38,22 @@ class CommonSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(
         1_000, ge=100, le=60_000, description="consumer heartbeat interval"
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT, SSL (TLS, mutual with a client certificate), SASL_SSL or SASL_PLAINTEXT",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (required with SASL_*)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (required with SASL_*)")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signed the brokers' certificates (unset: the system's)"
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="client certificate for mutual TLS (with HERALD_KAFKA_SSL_KEYFILE)"
+    )
+    kafka_ssl_keyfile: Path | None = Field(None, description="private key of that client certificate")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// (TLS) or unix:// URL")
     redis_prefix: str = Field(
         "herald", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="prefix of every Redis key"
@@ -66,6 +83,17 @@ class CommonSettings(BaseSettings):
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return v
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> CommonSettings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                "HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD are required with SASL"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("HERALD_KAFKA_SSL_CERTFILE and HERALD_KAFKA_SSL_KEYFILE go together")
+        return self
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -87,6 +87,7 @@ def cmd_dlq(args: argparse.Namespace) -> None:
 
 def cmd_topics(args: argparse.Namespace) -> None:
     from herald_common.kafka import create_topics
+    from herald_common.kafka.security import client_options
     from herald_common.settings import CommonSettings
     from herald_common.topics import Topics
 
@@ -97,6 +98,7 @@ def cmd_topics(args: argparse.Namespace) -> None:
             Topics(settings.kafka_topic_prefix).all(),
             args.partitions,
             replication_factor=args.replication_factor,
+            client=client_options(settings),
         )
     )
     print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))

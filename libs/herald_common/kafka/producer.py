@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
+from herald_common.kafka.security import client_options
 from herald_common.settings import CommonSettings
 
 
@@ -23,8 +24,8 @@ def crc32_partitioner(key: bytes | None, all_partitions: list[int], available: l
 def make_producer(settings: CommonSettings, **overrides: object) -> AIOKafkaProducer:
     """acks=all: a write is durable before anyone is told it was accepted."""
     options: dict[str, object] = {
+        **client_options(settings),
         "partitioner": crc32_partitioner,
-        "bootstrap_servers": settings.kafka_bootstrap,
         "acks": "all",
         "linger_ms": 2,
         "max_batch_size": 256 * 1024,

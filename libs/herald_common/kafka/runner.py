@@ -25,6 +25,7 @@ from herald_common import metrics
 from herald_common.kafka.deadletter import DeadLetters
 from herald_common.kafka.offsets import Offsets
 from herald_common.kafka.policies import Backpressure, CommitPolicy, ErrorPolicy
+from herald_common.kafka.security import client_options
 from herald_common.lifecycle import Lifecycle
 from herald_common.settings import ConsumerSettings
 
@@ -92,7 +93,7 @@ class ConsumerRunner:
         self.dead_letters = dead_letters
         self.drain_timeout_s = settings.drain_timeout_s
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
