@@ -27,6 +27,7 @@ from tests.integration.channel_support import (
 pytestmark = [pytest.mark.integration]
 
 RATE, BURST = 25.0, 4
+JITTER_S = 0.15
 
 
 async def test_two_senders_together_stay_within_the_shared_limit(infra: Infra, tmp_path: Path) -> None:
@@ -47,9 +48,12 @@ async def test_two_senders_together_stay_within_the_shared_limit(infra: Infra, t
             )
             await eventually(lambda: len(peers.twilio.messages) >= len(numbers), timeout_s=20)
 
+    # Timestamps are taken where requests arrive, so requests granted apart can arrive together on a
+    # busy machine: allow JITTER_S of transit spread on top of what the bucket grants.
     accepted = sorted(peers.twilio.faults.meter.timestamps)
     for (i, first), (j, last) in itertools.combinations(enumerate(accepted), 2):
-        assert j - i + 1 <= RATE * (last - first) + BURST + 1, f"{j - i + 1} accepted in {last - first:.3f}s"
+        allowed = RATE * (last - first + JITTER_S) + BURST + 1
+        assert j - i + 1 <= allowed, f"{j - i + 1} accepted in {last - first:.3f}s"
     assert accepted[-1] - accepted[0] >= (len(numbers) - BURST - 1) / RATE * 0.9  # the limit did bind
     assert {m["from"] for m in peers.twilio.messages} == {"+14155550101", "+14155550102"}  # both sent
 
