@@ -441,3 +441,31 @@ def test_dashboard_must_show_every_declared_metric() -> None:
     dash = json.loads(cc.DASHBOARD.read_text())
     dash["panels"] = [p for p in dash["panels"] if "herald_receipts_total" not in json.dumps(p)]
     assert "dashboard: no panel shows herald_receipts_total" in cc.dashboard_errors(dash)
+
+
+def test_kafka_sasl_and_tls_reach_every_kafka_client(rendered: dict) -> None:
+    docs = rendered["secure"]
+    configmap = by_name(docs, "ConfigMap")["herald"]["data"]
+    assert configmap["HERALD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert configmap["HERALD_KAFKA_SSL_CERTFILE"] == "/etc/herald/kafka/tls.crt"
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert len(pods) == 12
+    for pod in pods:
+        container = pod["containers"][0]
+        secret_env = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e
+        }
+        assert secret_env["HERALD_KAFKA_SASL_PASSWORD"] == "herald-kafka-sasl"
+        assert {"name": "kafka-tls", "mountPath": "/etc/herald/kafka", "readOnly": True} in container[
+            "volumeMounts"
+        ]
+        assert {"name": "kafka-tls", "secret": {"secretName": "herald-kafka-tls"}} in pod["volumes"]
+    [policy] = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    api, metrics = policy["spec"]["ingress"]
+    assert api["ports"] == [{"port": 8080, "protocol": "TCP"}] and len(api["from"]) == 1
+    assert metrics["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "herald"
+
+
+def test_sasl_without_its_secret_fails_rendering() -> None:
+    _, errors = cc.check_scenario({"kafka": {"securityProtocol": "SASL_SSL"}})
+    assert any("kafka.sasl.existingSecret" in e for e in errors)

@@ -22,8 +22,9 @@ from typing import Any
 
 from chartcheck.invariants import Manifests
 
-# Every workload may read the Redis URL from a Secret (redis.existingSecret).
-SHARED_SECRET_ENV = {"HERALD_REDIS_URL"}
+# Every workload may read the Redis URL (redis.existingSecret) and the Kafka SASL credentials
+# (kafka.sasl.existingSecret) from a Secret: every service talks to both.
+SHARED_SECRET_ENV = {"HERALD_REDIS_URL", "HERALD_KAFKA_SASL_USERNAME", "HERALD_KAFKA_SASL_PASSWORD"}
 # Stand-ins for Secret values when the settings are built (the Secret itself is not rendered).
 SECRET_STAND_INS = {"HERALD_REDIS_URL": "redis://redis.invalid:6379/0"}
 SECRET_STAND_IN = "stand-in-secret-value-0123456789"

@@ -205,12 +205,48 @@ sleep, because Kubernetes sends SIGKILL when it runs out. Unset, it is that sum 
 {{- if and .Values.secrets.create .Values.secrets.existingSecret }}
 {{- fail "set either secrets.existingSecret or secrets.create, not both" }}
 {{- end }}
+{{- if and (hasPrefix "SASL_" .Values.kafka.securityProtocol) (not .Values.kafka.sasl.existingSecret) }}
+{{- fail "kafka.securityProtocol SASL_* needs kafka.sasl.existingSecret with the username and password" }}
+{{- end }}
+{{- if and .Values.kafka.tls.clientCertificate (not .Values.kafka.tls.existingSecret) }}
+{{- fail "kafka.tls.clientCertificate needs kafka.tls.existingSecret holding tls.crt and tls.key" }}
+{{- end }}
 {{- $ctx := dict "root" . "items" list }}
 {{- include "herald.workloads" $ctx }}
 {{- range $w := $ctx.items }}
 {{- if and $w.settings.autoscaling.enabled (include "herald.kedaEnabled" $w) }}
 {{- fail (printf "%s: autoscaling.enabled and keda.enabled are both true; KEDA creates its own HPA, so turn one off" $w.component) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* SASL credentials from kafka.sasl.existingSecret, for every Kafka client (workloads and the topics Job). */}}
+{{- define "herald.kafkaSecretEnv" -}}
+{{- $k := .Values.kafka }}
+{{- if hasPrefix "SASL_" $k.securityProtocol }}
+- name: HERALD_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ $k.sasl.existingSecret }}, key: {{ $k.sasl.usernameKey }}}
+- name: HERALD_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $k.sasl.existingSecret }}, key: {{ $k.sasl.passwordKey }}}
+{{- end }}
+{{- end }}
+
+{{/* The Kafka TLS Secret mounted at /etc/herald/kafka (volume and mount), when there is one. */}}
+{{- define "herald.kafkaTlsMount" -}}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: /etc/herald/kafka
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "herald.kafkaTlsVolume" -}}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret }}
 {{- end }}
 {{- end }}
 
@@ -263,6 +299,7 @@ seccompProfile:
 - name: HERALD_FCM_CREDENTIALS_FILE
   value: /var/run/secrets/herald/fcm/credentials.json
 {{- end }}
+{{- include "herald.kafkaSecretEnv" $root }}
 {{- if $root.Values.redis.existingSecret }}
 - name: HERALD_REDIS_URL
   valueFrom:
