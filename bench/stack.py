@@ -147,6 +147,7 @@ class BenchStack:
                 "HERALD_REDIS_URL": f"redis://127.0.0.1:{rport}/0",
                 "HERALD_LOG_LEVEL": "warning",
                 "HERALD_ADMIN_TOKEN": ADMIN,
+                "HERALD_TENANT_DEFAULT_RATE_PER_S": "0",  # the bench measures capacity, not a quota
                 "HERALD_SMTP_HOST": "127.0.0.1",
                 "HERALD_SMTP_PORT": str(self.smtp.port),
                 "HERALD_SMTP_POOL_SIZE": "16",

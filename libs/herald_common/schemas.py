@@ -188,7 +188,11 @@ class NotificationIn(Strict):
     channels: list[Channel] | None = Field(None, min_length=1, max_length=3)
     data: JsonObject = Field(default_factory=dict)
     category: Category | None = None
-    lane: Lane | None = Field(None, description="defaults to bulk for marketing, else transactional")
+    lane: Lane | None = Field(
+        None,
+        description="defaults to transactional for the transactional category and the tenant's "
+        "transactional_categories, else bulk; transactional for any other category is refused (422)",
+    )
     locale: Locale | None = None
     expires_at: datetime | None = None
     send_at: datetime | None = Field(None, description="deliver no earlier than this (held until then)")
@@ -222,6 +226,11 @@ class TenantIn(Strict):
     email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
+    transactional_categories: list[Category] = Field(
+        default_factory=list,
+        max_length=50,
+        description="categories besides transactional that may use the transactional lane",
+    )
     rate_limit_per_s: float | None = Field(
         None,
         gt=0,
@@ -246,6 +255,7 @@ class TenantPatch(Strict):
     email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
+    transactional_categories: list[Category] | None = Field(None, max_length=50)
     rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
     rate_limit_burst: BurstSize | None = None
 

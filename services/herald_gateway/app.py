@@ -93,6 +93,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         category_cache=app[CATEGORY_CACHE],
         ids=app[IDS],
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        tenant_cache=app[TENANT_CACHE],
     )
     lifecycle = app[LIFECYCLE]
     lifecycle.add_check("redis", redis.ping)

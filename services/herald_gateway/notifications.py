@@ -13,6 +13,7 @@ from herald_common.intake import (
     Admit,
     IdempotencyError,
     IdempotencyRejected,
+    LaneNotAllowed,
     QueueUnavailable,
     Submission,
 )
@@ -47,6 +48,12 @@ def _rejected(exc: IdempotencyRejected, field: str) -> ProblemError:
     return ProblemError(status, f"{detail}; nothing was accepted", errors=errors)
 
 
+def _lane_refused(exc: LaneNotAllowed, field: str) -> ProblemError:
+    return ProblemError(
+        422, "nothing was accepted: " + str(exc), errors=[{"field": field, "message": str(exc)}]
+    )
+
+
 async def create(request: web.Request) -> web.Response:
     app, tenant_id = request.app, request[TENANT_ID]
     body = parse_json(NotificationIn, await read_body(request, app[SETTINGS].max_body_bytes))
@@ -59,6 +66,8 @@ async def create(request: web.Request) -> web.Response:
     except IdempotencyError as exc:
         field = "Idempotency-Key" if header else "idempotency_key"
         raise _rejected(IdempotencyRejected([exc]), field) from None
+    except LaneNotAllowed as exc:
+        raise _lane_refused(exc, "lane") from None
     except QueueUnavailable as exc:
         raise ProblemError(503, _QUEUE_DOWN, headers={"Retry-After": "1"}) from exc
     payload = orjson.dumps(accepted.body())
@@ -79,6 +88,8 @@ async def create_batch(request: web.Request) -> web.Response:
         accepted = await app[INTAKE].publish_many(tenant_id, submissions, _admit(app, tenant_id))
     except IdempotencyRejected as exc:
         raise _rejected(exc, "notifications[{i}].idempotency_key") from None
+    except LaneNotAllowed as exc:
+        raise _lane_refused(exc, f"notifications[{exc.index}].lane") from None
     except QueueUnavailable as exc:
         raise ProblemError(503, _QUEUE_DOWN, headers={"Retry-After": "1"}) from exc
     results: list[dict[str, Any]] = [

@@ -1,8 +1,9 @@
-"""Per-tenant intake rate limits: a tenant with ``rate_limit_per_s`` set gets a token bucket in Redis
-shared by every gateway replica (the same limiter the senders use for providers). A notification
-costs one token; bulk-lane traffic only takes what leaves 20 % of the burst for the transactional
-lane, so a tenant's campaign never blocks its own booking confirmations. Over the limit → 429 with
-Retry-After. Tenants without a limit pay nothing (no Redis call)."""
+"""Per-tenant intake rate limits: every tenant gets a token bucket in Redis shared by every gateway
+replica (the same limiter the senders use for providers): its own ``rate_limit_per_s`` and
+``rate_limit_burst``, else the gateway's default (``HERALD_TENANT_DEFAULT_RATE_PER_S`` and ``_BURST``;
+a default rate of 0 turns the default off). A notification costs one token; bulk-lane traffic only
+takes what leaves 20 % of the burst for the transactional lane, so a tenant's campaign never blocks its
+own booking confirmations. Over the limit → 429 with Retry-After."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import math
 from aiohttp import web
 
 from herald_common.schemas import Tenant
-from herald_gateway.context import KEYS, REDIS, STORE, TENANT_CACHE
+from herald_gateway.context import KEYS, REDIS, SETTINGS, STORE, TENANT_CACHE
 from herald_gateway.problems import ProblemError
 from herald_providers.ratelimit import Lane, RateLimiter
 
@@ -44,11 +45,15 @@ def _limiter(app: web.Application, tenant_id: str, rate: float, burst: int) -> R
 
 
 async def take(app: web.Application, tenant_id: str, n: int, lane: Lane) -> None:
-    tenant = await _tenant(app, tenant_id)
-    if tenant is None or not tenant.rate_limit_per_s:
+    tenant, settings = await _tenant(app, tenant_id), app[SETTINGS]
+    if tenant is not None and tenant.rate_limit_per_s:
+        rate = tenant.rate_limit_per_s
+        burst = tenant.rate_limit_burst or max(DEFAULT_BURST, math.ceil(rate))
+    else:
+        rate, burst = settings.tenant_default_rate_per_s, settings.tenant_default_burst
+    if rate <= 0:
         return
-    burst = tenant.rate_limit_burst or max(DEFAULT_BURST, math.ceil(tenant.rate_limit_per_s))
-    limiter = _limiter(app, tenant_id, tenant.rate_limit_per_s, burst)
+    limiter = _limiter(app, tenant_id, rate, burst)
     floor = limiter.reserve if lane == "bulk" else 0
     if n > burst - floor:
         raise ProblemError(
@@ -61,6 +66,6 @@ async def take(app: web.Application, tenant_id: str, n: int, lane: Lane) -> None
     if wait > 0:
         raise ProblemError(
             429,
-            f"over this tenant's limit of {tenant.rate_limit_per_s:g} notifications/s",
+            f"over this tenant's limit of {rate:g} notifications/s",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )

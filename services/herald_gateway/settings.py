@@ -19,6 +19,15 @@ class GatewaySettings(CommonSettings, ReceiptSettings):
         description="larger request bodies are refused with 413",
     )
     api_key_cache_s: float = Field(5.0, ge=0, le=300, description="how long a resolved API key is cached")
+    tenant_default_rate_per_s: float = Field(
+        1000.0,
+        ge=0,
+        le=1_000_000,
+        description="intake limit of a tenant that sets none, notifications/s across gateways (0: none)",
+    )
+    tenant_default_burst: int = Field(
+        10_000, ge=1, le=10_000_000, description="burst of that default limit (at least one full :batch)"
+    )
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="how long an Idempotency-Key is remembered")
     id_secret: SecretStr | None = Field(
         None,

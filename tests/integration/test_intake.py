@@ -197,3 +197,61 @@ async def test_a_key_repeated_within_one_batch_is_one_notification(env: Env, api
     )
     assert status == 422, body
     assert [e["field"] for e in body["errors"]] == ["notifications[1].idempotency_key"]
+
+
+async def test_the_transactional_lane_is_for_transactional_categories(api: Api) -> None:
+    _, tenant = await api.call(
+        "POST",
+        "/admin/v1/tenants",
+        {"name": "Lanes", "transactional_categories": ["booking"]},
+        token=ADMIN_TOKEN,
+    )
+    _, key = await api.call("POST", f"/admin/v1/tenants/{tenant['id']}/api-keys", token=ADMIN_TOKEN)
+    api.token = key["api_key"]
+    lanes = {}
+    for category in ("transactional", "booking", "marketing", "newsletter"):
+        status, body = await api.call("POST", "/v1/notifications", _item("l@example.com", category=category))
+        assert status == 202, body
+        lanes[category] = body["lane"]
+    assert lanes == {
+        "transactional": "transactional",
+        "booking": "transactional",  # the tenant's own transactional category
+        "marketing": "bulk",
+        "newsletter": "bulk",
+    }
+    status, body = await api.call(
+        "POST", "/v1/notifications", _item("l@example.com", category="marketing", lane="transactional")
+    )
+    assert status == 422 and body["errors"][0]["field"] == "lane", body
+    status, body = await api.call(
+        "POST",
+        "/v1/notifications:batch",
+        {
+            "notifications": [
+                _item("a@example.com"),
+                _item("b@example.com", category="news", lane="transactional"),
+            ]
+        },
+    )
+    assert status == 422 and body["errors"][0]["field"] == "notifications[1].lane", body
+
+
+async def test_a_tenant_without_a_limit_gets_the_default_one(env: Env) -> None:
+    port = free_port()
+    settings = load(
+        GatewaySettings,
+        **env.settings(
+            http_port=port,
+            admin_token=ADMIN_TOKEN,
+            drain_timeout_s=1.0,
+            tenant_default_rate_per_s=1.0,
+            tenant_default_burst=3,
+        ),
+    )
+    async with running((serve_gateway, settings)), aiohttp.ClientSession() as http:
+        api = Api(http, f"http://127.0.0.1:{port}")
+        api.token = await api.new_tenant("Unlimited?")
+        statuses = [
+            (await api.call("POST", "/v1/notifications", _item("q@example.com")))[0] for _ in range(5)
+        ]
+    assert statuses[:3] == [202, 202, 202] and statuses[3:] == [429, 429]

@@ -12,8 +12,10 @@ from herald_common.cache import TTLCache
 from herald_common.intake import fingerprint
 from herald_common.redisio import Keys
 from herald_common.schemas import NotificationIn, Tenant
+from herald_common.settings import load
 from herald_gateway import quota
-from herald_gateway.context import KEYS, REDIS, TENANT_CACHE
+from herald_gateway.context import KEYS, REDIS, SETTINGS, TENANT_CACHE
+from herald_gateway.settings import GatewaySettings
 
 
 def _n(raw: bytes) -> NotificationIn:
@@ -54,6 +56,7 @@ async def test_quota_builds_one_limiter_per_tenant_and_limit(monkeypatch: pytest
     app[REDIS] = object()  # type: ignore[assignment]
     app[KEYS] = Keys("q")
     app[TENANT_CACHE] = TTLCache(60)
+    app[SETTINGS] = load(GatewaySettings, admin_token="a-long-enough-admin-token")
     quota.add_to(app)
     now = datetime.now(UTC)
     app[TENANT_CACHE].put("t1", Tenant(id="t1", name="a", created_at=now, rate_limit_per_s=5))

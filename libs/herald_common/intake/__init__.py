@@ -46,7 +46,7 @@ from herald_common.intake.idempotency import (
 )
 from herald_common.kafka import produce_many
 from herald_common.redisio import Keys
-from herald_common.schemas import NotificationIn, NotificationRequest
+from herald_common.schemas import NotificationIn, NotificationRequest, Tenant
 from herald_common.settings import Lane
 from herald_common.store import Store
 from herald_common.topics import Topics
@@ -61,6 +61,7 @@ __all__ = [
     "IdempotencyMismatch",
     "IdempotencyRejected",
     "Intake",
+    "LaneNotAllowed",
     "QueueUnavailable",
     "Submission",
     "fingerprint",
@@ -70,6 +71,18 @@ __all__ = [
 class QueueUnavailable(Exception):
     """Kafka did not acknowledge the write: nothing was accepted, and retrying with the same
     idempotency key is safe."""
+
+
+class LaneNotAllowed(Exception):
+    """A request asked for the transactional lane with a category that may not use it; nothing was
+    produced."""
+
+    def __init__(self, category: str, index: int = 0) -> None:
+        super().__init__(
+            f"category {category!r} may not use the transactional lane (the tenant's transactional "
+            "categories may; others travel on the bulk lane)"
+        )
+        self.category, self.index = category, index
 
 
 class IdempotencyRejected(Exception):
@@ -115,9 +128,11 @@ class Intake:
         category_cache: TTLCache[str],
         ids: NotificationIds,
         idempotency_ttl_s: int,
+        tenant_cache: TTLCache[Tenant] | None = None,
     ) -> None:
         self.producer, self.keys, self.topics, self.store = producer, keys, topics, store
         self.category_cache, self.ids = category_cache, ids
+        self.tenant_cache: TTLCache[Tenant] = tenant_cache or TTLCache(category_cache.ttl_s)
         self.idempotency = IdempotencyStore(redis, idempotency_ttl_s)
 
     async def publish(self, tenant_id: str, submission: Submission, admit: Admit | None = None) -> Accepted:
@@ -136,7 +151,7 @@ class Intake:
         claims, owner = await self._reserve(tenant_id, submissions, results)
         fresh = [i for i, r in enumerate(results) if r is None and owner.get(i, i) == i]
         try:
-            lanes = [await self.lane(tenant_id, submissions[i].request) for i in fresh]
+            lanes = [await self.lane(tenant_id, submissions[i].request, index=i) for i in fresh]
             if fresh and admit is not None:
                 await admit(len(fresh), "transactional" if "transactional" in lanes else "bulk")
             produced = await self._produce(tenant_id, [submissions[i] for i in fresh], lanes)
@@ -188,10 +203,24 @@ class Intake:
             raise IdempotencyRejected(sorted(errors, key=lambda e: e.index))
         return claims, {i: idx[0] for idx in members.values() for i in idx}
 
-    async def lane(self, tenant_id: str, n: NotificationIn) -> Lane:
-        """Explicit lane, else by category (the request's, else the template's): marketing is bulk."""
+    async def lane(self, tenant_id: str, n: NotificationIn, *, index: int = 0) -> Lane:
+        """The transactional lane carries the ``transactional`` category and the categories the tenant
+        lists in ``transactional_categories``; every other category goes bulk. An explicit
+        ``lane: transactional`` for another category raises :class:`LaneNotAllowed`, so no tenant can put
+        marketing in front of booking confirmations. The category is the request's, else the
+        template's, else ``transactional``."""
+        category = await self._category(tenant_id, n)
+        tenant = await self.tenant_cache.get_or_load(tenant_id, lambda: self.store.get_tenant(tenant_id))
+        allowed = category == "transactional" or (
+            tenant is not None and category in tenant.transactional_categories
+        )
+        if n.lane == "transactional" and not allowed:
+            raise LaneNotAllowed(category, index)
         if n.lane:
             return n.lane
+        return "transactional" if allowed else "bulk"
+
+    async def _category(self, tenant_id: str, n: NotificationIn) -> str:
         category = n.category
         if category is None and n.template_id is not None:
             template_id = n.template_id
@@ -201,7 +230,7 @@ class Intake:
                 return template.category if template else "transactional"
 
             category = await self.category_cache.get_or_load(f"{tenant_id}\x1f{template_id}", load)
-        return "bulk" if category == "marketing" else "transactional"
+        return category or "transactional"
 
     async def _produce(
         self, tenant_id: str, submissions: Sequence[Submission], lanes: Sequence[Lane]
