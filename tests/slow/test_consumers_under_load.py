@@ -1,7 +1,9 @@
 """Behaviour the Kubernetes charts rely on, on real processes under load (slow tier: `make test-slow`):
 SIGTERM drains a consumer (readiness fails first, in-flight work finishes, offsets are committed,
-exit 0 within the drain timeout); a second replica started mid-load takes over partitions; a router
-killed with SIGKILL mid-load loses nothing. Every case ends with each message delivered exactly once."""
+exit 0 within the drain timeout); a second replica started mid-load takes over partitions; a router,
+a tracker or a gateway killed with SIGKILL mid-load loses nothing (the tracker's statuses all arrive;
+clients retrying with their Idempotency-Key get each member exactly one email). Every case ends with
+each message delivered exactly once."""
 
 from __future__ import annotations
 
@@ -76,7 +78,9 @@ class Load:
 
 
 @contextlib.asynccontextmanager
-async def load_stack(infra: Infra, tmp: Path, *, router_in_process: bool = True) -> AsyncIterator[Load]:
+async def load_stack(
+    infra: Infra, tmp: Path, *, router_in_process: bool = True, tracker_in_process: bool = True
+) -> AsyncIterator[Load]:
     capture = SmtpCapture()
     peer = SmtpPeer(free_port(), capture).start()
     env = Env(infra.bootstrap, infra.redis_url, unique("load"), smtp_port=peer.port)
@@ -84,8 +88,9 @@ async def load_stack(infra: Infra, tmp: Path, *, router_in_process: bool = True)
     port = free_port()
     services: list = [
         (serve_gateway, load(GatewaySettings, **env.settings(http_port=port, admin_token=ADMIN_TOKEN))),
-        (serve_tracker, load(TrackerSettings, **env.settings())),
     ]
+    if tracker_in_process:
+        services.append((serve_tracker, load(TrackerSettings, **env.settings())))
     if router_in_process:
         services.append((serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))))
     try:
@@ -162,4 +167,79 @@ async def test_router_killed_mid_load_loses_nothing(infra: Infra, tmp_path: Path
             await ld.exactly_once(1000, "r", timeout_s=120)
         finally:
             router.stop()
+            assert sender.stop() == 0
+
+
+async def test_tracker_killed_mid_load_every_status_still_arrives(infra: Infra, tmp_path: Path) -> None:
+    async with load_stack(infra, tmp_path, tracker_in_process=False) as ld:
+        tenv = ld.env.environ(health_port=free_port(), consumer_max_batch=50)
+        tracker = herald_process("tracker-1", ["tracker"], tenv, tmp_path / "tracker-1.log")
+        sender, _ = ld.sender("sender")
+        try:
+            ids = await ld.send(600, "k")
+            await eventually(lambda: len(ld.received()) >= 100, timeout_s=40)
+            tracker.kill()
+            tracker = herald_process("tracker-2", ["tracker"], tenv, tmp_path / "tracker-2.log")
+            await ld.exactly_once(600, "k", timeout_s=120)
+
+            async def all_sent() -> bool:
+                for nid in ids:
+                    status, doc = await ld.api.call("GET", f"/v1/notifications/{nid}")
+                    if status != 200 or doc["channels"].get("email", {}).get("status") != "sent":
+                        return False
+                return True
+
+            deadline = time.monotonic() + 60
+            while not await all_sent():
+                assert time.monotonic() < deadline, "a status the killed tracker had not folded was lost"
+                await asyncio.sleep(0.5)
+        finally:
+            tracker.stop()
+            assert sender.stop() == 0
+
+
+async def test_gateway_killed_mid_load_every_acknowledged_request_is_delivered_once(
+    infra: Infra, tmp_path: Path
+) -> None:
+    """Clients retry with the same Idempotency-Key until they get a 202, as the API asks them to: with
+    the gateway SIGKILLed mid-load and restarted, every member gets exactly one email."""
+    async with load_stack(infra, tmp_path) as ld:
+        port = free_port()
+        genv = ld.env.environ(http_port=port, admin_token=ADMIN_TOKEN, health_port=port)
+        gateway = herald_process("gateway-1", ["gateway"], genv, tmp_path / "gateway-1.log")
+        sender, _ = ld.sender("sender")
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {ld.api.token}", "Content-Type": "application/json"}
+        n = 400
+        try:
+            await wait_http_ok(base + "/readyz")
+
+            async def client(worker: int, http: aiohttp.ClientSession) -> None:
+                for i in range(worker, n, 8):
+                    email = f"g{i}@example.com"
+                    body = {"to": {"email": email}, "content": {"email": {"subject": "s", "text": "t"}}}
+                    for _ in range(200):  # bounded: about 60 s of retries at most
+                        try:
+                            async with http.post(
+                                base + "/v1/notifications",
+                                json=body,
+                                headers={**headers, "Idempotency-Key": email},
+                            ) as resp:
+                                if resp.status == 202:
+                                    break
+                        except aiohttp.ClientError:
+                            pass
+                        await asyncio.sleep(0.3)
+                    else:
+                        raise AssertionError(f"{email} was never accepted")
+
+            async with aiohttp.ClientSession() as http:
+                clients = [asyncio.create_task(client(w, http)) for w in range(8)]
+                await eventually(lambda: len(ld.received()) >= 50, timeout_s=40)
+                gateway.kill()
+                gateway = herald_process("gateway-2", ["gateway"], genv, tmp_path / "gateway-2.log")
+                await asyncio.gather(*clients)
+            await ld.exactly_once(n, "g", timeout_s=120)
+        finally:
+            gateway.stop()
             assert sender.stop() == 0
