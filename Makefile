@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help install run test test-fast test-slow lint typecheck format bench charts compose-up clean
+.PHONY: help install run test test-fast test-slow lint typecheck format bench soak charts compose-up clean
 
 help:
 	@echo "make run        start the whole platform locally (broker, Redis, SMTP peer, every service)"
 	@echo "make test       lint + typecheck + the default test suite (unit, integration, end-to-end, charts)"
 	@echo "make test-slow  soak and chaos runs"
 	@echo "make bench      end-to-end throughput and latency, with references measured in the same run"
+	@echo "make soak       20 minutes of steady load: rate, p99 and RSS per minute (not in CI)"
 	@echo "make charts     render and validate the Helm chart scenarios offline"
 
 $(STAMP): pyproject.toml
@@ -50,6 +51,10 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.e2e
+
+# SOAK_FLAGS="--minutes 2 --rate 300 --interval 10" for a short run.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_FLAGS)
 
 charts: $(STAMP)
 	$(BIN)/python tools/check_charts.py
