@@ -19,7 +19,8 @@ START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 # (module, class, who reads it) in the order the README lists them.
 CLASSES = [
     ("herald_common.settings", "CommonSettings", "every service"),
-    ("herald_common.settings", "ConsumerSettings", "router, sender, tracker, scheduler"),
+    ("herald_common.settings", "ConsumerSettings", "router, sender, tracker, scheduler, webhooks"),
+    ("herald_common.webhooks.targets", "TargetSettings", "gateway, webhooks"),
     ("herald_gateway.settings", "GatewaySettings", "gateway"),
     ("herald_providers.config", "ReceiptSettings", "gateway"),
     ("herald_router.settings", "RouterSettings", "router"),
@@ -27,6 +28,7 @@ CLASSES = [
     ("herald_providers.config", "ProviderSettings", "sender"),
     ("herald_tracker.settings", "TrackerSettings", "tracker"),
     ("herald_scheduler.settings", "SchedulerSettings", "scheduler"),
+    ("herald_webhooks.settings", "WebhooksSettings", "webhooks"),
 ]
 
 

@@ -86,6 +86,8 @@ class DeadLetter:
             "reason": self.reason,
             "replayed": replayed,
         }
+        if DLQ_DELIVERY_ID in self.headers:
+            out["delivery_id"] = self.headers[DLQ_DELIVERY_ID]
         d = self.delivery()
         if d is not None:
             attempts = self.headers.get(DLQ_ATTEMPTS)
@@ -103,7 +105,10 @@ class DeadLetter:
     def ident(self) -> str:
         """What a replay is unique by: the delivery, else the dead letter itself."""
         d = self.delivery()
-        return d.delivery_id if d is not None else f"{self.topic}:{self.partition}:{self.offset}"
+        if d is not None:
+            return d.delivery_id
+        # a writer's own delivery id (a webhook's webhook-id), else the dead letter itself
+        return self.headers.get(DLQ_DELIVERY_ID) or f"{self.topic}:{self.partition}:{self.offset}"
 
 
 async def read_dead_letters(

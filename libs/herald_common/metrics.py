@@ -94,6 +94,18 @@ RECEIPTS = Counter(
     ["provider", "outcome"],
     registry=REGISTRY,
 )
+WEBHOOK_DELIVERIES = Counter(
+    "herald_webhook_deliveries_total",
+    "Tenant webhook delivery attempts by outcome (delivered|failed|dead_lettered|dropped)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_SECONDS = Histogram(
+    "herald_webhook_request_seconds",
+    "Time a tenant's webhook endpoint took to answer one delivery attempt",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

@@ -73,6 +73,14 @@ class Keys:
     def dead_letter_replayed(self, topic: str, partition: int, offset: int) -> str:
         return f"{self.prefix}:dlq:replayed:{topic}:{partition}:{offset}"
 
+    def webhooks(self, tenant_id: str) -> str:
+        """Hash: webhook endpoint id → the endpoint (herald_common.webhooks)."""
+        return f"{self.prefix}:t:{tenant_id}:webhooks"
+
+    def webhook_health(self, tenant_id: str, endpoint_id: str) -> str:
+        """Hash: one endpoint's failure streak and pause (herald_common.webhooks.store)."""
+        return f"{self.prefix}:t:{tenant_id}:webhook-health:{endpoint_id}"
+
 
 Build = Callable[[Pipeline], Awaitable[object] | object]
 

@@ -8,7 +8,7 @@ from herald_common.settings import CHANNELS, LANES
 
 DEFAULT_PARTITIONS = 12
 # The services whose consumer runner has a dead-letter topic (``herald dlq`` reads them all).
-DEAD_LETTER_SERVICES = ("router", "sender", "tracker")
+DEAD_LETTER_SERVICES = ("router", "sender", "tracker", "webhooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,11 @@ class Topics:
     def status(self) -> str:
         return f"{self.prefix}.status"
 
+    @property
+    def webhooks(self) -> str:
+        """Tenant webhook deliveries (herald_common.webhooks.wire), fanned out from the status topic."""
+        return f"{self.prefix}.webhooks"
+
     def dead_letters(self, service: str) -> str:
         return f"{self.prefix}.deadletter.{service}"
 
@@ -34,6 +39,6 @@ class Topics:
     def all(self) -> list[str]:
         names = [self.requests(lane) for lane in LANES]
         names += [self.deliveries(ch, lane) for ch in CHANNELS for lane in LANES]
-        names += [self.status]
+        names += [self.status, self.webhooks]
         names += [self.dead_letters(s) for s in DEAD_LETTER_SERVICES]
         return names

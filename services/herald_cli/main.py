@@ -19,6 +19,7 @@ SERVICE_SETTINGS: dict[str, str] = {
     "sender": "herald_sender.settings:SenderSettings",
     "tracker": "herald_tracker.settings:TrackerSettings",
     "scheduler": "herald_scheduler.settings:SchedulerSettings",
+    "webhooks": "herald_webhooks.settings:WebhooksSettings",
 }
 
 
@@ -75,6 +76,14 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
     run_service("scheduler", settings, lambda lc: serve(settings, lc))
 
 
+def cmd_webhooks(args: argparse.Namespace) -> None:
+    from herald_common.service import run_service
+    from herald_webhooks.main import serve
+
+    settings = load(settings_class("webhooks"))
+    run_service("webhooks", settings, lambda lc: serve(settings, lc))
+
+
 def cmd_dlq(args: argparse.Namespace) -> None:
     from herald_common.dlq import run_cli
     from herald_common.settings import CommonSettings
@@ -125,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="releases delayed work (retries) when due").set_defaults(
         func=cmd_scheduler
     )
+    sub.add_parser("webhooks", help="status events → signed tenant webhooks").set_defaults(func=cmd_webhooks)
     p = sub.add_parser("dlq", help="dead letters of every service: list them as JSON lines, or replay them")
     p.add_argument("action", choices=["list", "replay"])
     p.add_argument(

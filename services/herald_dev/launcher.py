@@ -3,8 +3,10 @@
 Starts (unless the environment already points at one) a Kafka-protocol broker, a Redis-protocol
 server, a local SMTP peer and local Twilio, FCM (and, when HERALD_EMAIL_PROVIDERS names it, SendGrid)
 peers; creates the topics; starts every service as its own process with JSON logs on stdout (senders
-for email, SMS and push on both lanes, and the scheduler); serves the outbox page; seeds a demo
-tenant whose contact has an email address, a phone and a push token, and prints requests to try.
+for email, SMS and push on both lanes, the scheduler, the tracker and the webhooks service); serves
+the outbox page; seeds a demo tenant whose contact has an email address, a phone and a push token,
+and a webhook endpoint (a local receiver that verifies each signed delivery into the outbox), and
+prints requests to try.
 Ctrl-C stops everything cleanly (services drain first, then the infrastructure).
 """
 
@@ -49,6 +51,7 @@ def services(channels: Iterable[str] = CHANNELS) -> list[Service]:
         ),
         ("scheduler", ["scheduler"]),
         ("tracker", ["tracker"]),
+        ("webhooks", ["webhooks"]),
     ]
 
 
@@ -159,7 +162,9 @@ class DevStack:
             proc.stop()
 
 
-async def seed_demo(base: str, admin_token: str) -> str:
+async def seed_demo(base: str, admin_token: str, webhook: tuple[str, str] | None = None) -> str:
+    """The demo tenant, its key, template and contact, and (given its URL and secret) a webhook
+    endpoint receiving every status change."""
     tenant = DEMO["tenant"]["id"]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_token}"}) as http:
         async with http.post(f"{base}/admin/v1/tenants", json=DEMO["tenant"]) as resp:
@@ -172,6 +177,11 @@ async def seed_demo(base: str, admin_token: str) -> str:
             resp.raise_for_status()
         async with http.put(f"{base}/v1/contacts/{DEMO['contact_id']}", json=DEMO["contact"]) as resp:
             resp.raise_for_status()
+        if webhook is not None:
+            url, secret = webhook
+            endpoint = {"url": url, "secret": secret, "event_types": ["notification.status"]}
+            async with http.put(f"{base}/v1/webhooks/demo", json=endpoint) as resp:
+                resp.raise_for_status()
     return api_key
 
 
@@ -196,7 +206,7 @@ def banner(
     return f"""
 Herald is running.
   API            {base}   (OpenAPI: {base}/v1/openapi.json)
-  outbox         {outbox_url}   (captured email, SMS and push, newest first)
+  outbox         {outbox_url}   (captured email, SMS, push and verified webhooks, newest first)
   admin token    {admin_token}
   demo API key   {api_key}
 
@@ -243,7 +253,9 @@ async def run(args: argparse.Namespace, root: Path) -> None:
         await stack.start_peers(base)
         stack.start_services()
         await wait_http_ok(f"{base}/readyz")
-        api_key = await seed_demo(base, env["HERALD_ADMIN_TOKEN"]) if stack.seed else "(not seeded)"
+        hook = stack.peers.webhook_url
+        webhook = (hook, stack.peers.webhook_secret) if hook else None
+        api_key = await seed_demo(base, env["HERALD_ADMIN_TOKEN"], webhook) if stack.seed else "(not seeded)"
         outbox_url = f"http://127.0.0.1:{outbox_port}/"
         text = banner(base, outbox_url, api_key, env["HERALD_ADMIN_TOKEN"], stack.channels)
         (root / "demo.txt").write_text(text)

@@ -19,13 +19,15 @@ from aiohttp import web
 from herald_common.channels import CHANNELS
 
 _seq = itertools.count()
+# What the outbox holds: captured messages per channel, and verified tenant webhooks.
+KINDS = (*CHANNELS, "webhooks")
 
 
 class Outbox:
     def __init__(self, root: Path) -> None:
         self.root = root
-        for channel in CHANNELS:
-            (root / channel).mkdir(parents=True, exist_ok=True)
+        for kind in KINDS:
+            (root / kind).mkdir(parents=True, exist_ok=True)
 
     def write(self, channel: str, record: dict[str, Any], raw: bytes | None = None) -> Path:
         """Store one captured message. ``record`` should carry provider, to, and the content fields."""
@@ -41,7 +43,7 @@ class Outbox:
         return path
 
     def messages(self, channel: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        channels = [channel] if channel else list(CHANNELS)
+        channels = [channel] if channel else list(KINDS)
         files: list[Path] = []
         for ch in channels:
             files.extend((self.root / ch).glob("*.json"))
@@ -87,7 +89,7 @@ async def _index(request: web.Request) -> web.Response:
 
 async def _api(request: web.Request) -> web.Response:
     channel = request.query.get("channel")
-    if channel is not None and channel not in CHANNELS:
+    if channel is not None and channel not in KINDS:
         raise web.HTTPBadRequest(text="unknown channel")
     return web.json_response(
         request.app[OUTBOX_KEY].messages(channel), dumps=lambda o: orjson.dumps(o).decode()

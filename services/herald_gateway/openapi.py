@@ -22,6 +22,7 @@ from herald_common.schemas import (
     TenantPatch,
 )
 from herald_common.status import OVERALL, RANK
+from herald_common.webhooks.model import WebhookIn
 
 _MODELS: list[type[BaseModel]] = [
     NotificationIn,
@@ -33,6 +34,7 @@ _MODELS: list[type[BaseModel]] = [
     TenantIn,
     TenantPatch,
     ApiKeyIn,
+    WebhookIn,
 ]
 
 # (method, path, summary, request model or None, success status, auth)
@@ -67,6 +69,17 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
     ("post", "/v1/notifications", "Send a notification (202 once durable)", "NotificationIn", 202, "tenant"),
     ("post", "/v1/notifications:batch", "Send up to 1,000 notifications", "NotificationBatch", 202, "tenant"),
     ("get", "/v1/notifications/{notification_id}", "Status per channel", None, 200, "tenant"),
+    (
+        "put",
+        "/v1/webhooks/{webhook_id}",
+        "Create or replace a webhook endpoint (a generated secret is shown once); resumes a paused one",
+        "WebhookIn",
+        200,
+        "tenant",
+    ),
+    ("get", "/v1/webhooks/{webhook_id}", "Read a webhook endpoint and its health", None, 200, "tenant"),
+    ("delete", "/v1/webhooks/{webhook_id}", "Delete a webhook endpoint", None, 204, "tenant"),
+    ("get", "/v1/webhooks", "List the webhook endpoints", None, 200, "tenant"),
     (
         "post",
         "/v1/receipts/{provider}",

@@ -87,7 +87,7 @@ def test_main_reports_success(capsys: pytest.CaptureFixture[str]) -> None:
 def test_defaults_deploy_every_service_with_hpas_on_gateway_routers_senders(rendered: dict) -> None:
     docs = rendered["defaults"]
     deployments, hpas = by_name(docs, "Deployment"), by_name(docs, "HorizontalPodAutoscaler")
-    assert len(deployments) == 11  # gateway, 2 routers, 6 senders, tracker, scheduler
+    assert len(deployments) == 12  # gateway, 2 routers, 6 senders, tracker, scheduler, webhooks
     assert set(hpas) == {n for n in deployments if n.split("-")[1] in {"gateway", "router", "sender"}}
     assert deployments["herald-scheduler"]["spec"]["replicas"] == 1
     args = deployments["herald-sender-email-bulk"]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -223,6 +223,11 @@ def test_per_lane_overrides_reach_retries_and_queued_reports(rendered: dict) -> 
     assert "HERALD_ROUTER_REPORT_QUEUED" not in env_values(docs, "herald-router-transactional")
     scheduler = env_values(docs, "herald-scheduler")
     assert (scheduler["HERALD_SCHEDULER_LEASE_S"], scheduler["HERALD_SCHEDULER_BATCH"]) == ("60", "1000")
+    # where webhooks may point: the gateway (checks on save) and the webhooks service, nobody else
+    for name in ("herald-gateway", "herald-webhooks"):
+        assert env_values(docs, name)["HERALD_WEBHOOK_ALLOW_HOSTS"] == "hooks.internal.example"
+    assert "HERALD_WEBHOOK_ALLOW_HOSTS" not in env_values(docs, "herald-tracker")
+    assert env_values(docs, "herald-webhooks")["HERALD_WEBHOOK_RETRY_FOR_S"] == "86400"
 
 
 def test_report_queued_can_be_forced_off_for_every_lane() -> None:

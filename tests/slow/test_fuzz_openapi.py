@@ -28,6 +28,7 @@ from herald_gateway.main import serve as serve_gateway
 from herald_gateway.settings import GatewaySettings
 from tests.conftest import Infra, unique
 from tests.harness import ADMIN_TOKEN, Api, Env, running
+from tests.slow.fuzz_hooks import FUZZ_WEBHOOK_HOST
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.asyncio(loop_scope="module")]
 
@@ -42,7 +43,10 @@ async def gateway(infra: Infra) -> AsyncIterator[tuple[str, str]]:
     env = Env(infra.bootstrap, infra.redis_url, unique("fuzz"))
     await env.create_topics(partitions=2)
     port = free_port()
-    settings = load(GatewaySettings, **env.settings(http_port=port, admin_token=ADMIN_TOKEN))
+    settings = load(
+        GatewaySettings,
+        **env.settings(http_port=port, admin_token=ADMIN_TOKEN, webhook_allow_hosts=FUZZ_WEBHOOK_HOST),
+    )
     async with running((serve_gateway, settings)), aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{port}"
         key = await Api(http, base).new_tenant("Fuzzed Cinemas")

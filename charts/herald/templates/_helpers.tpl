@@ -1,7 +1,7 @@
 {{/*
 Names, labels and the list of workloads. Every define is namespaced "herald.".
 A "workload" is one Deployment: the gateway, a router per lane, a sender per channel x lane,
-the tracker and the scheduler. herald.workloads builds that list once; deployment.yaml, hpa.yaml,
+the tracker, the webhooks service and the scheduler. herald.workloads builds that list once; deployment.yaml, hpa.yaml,
 pdb.yaml, scaledobject.yaml and service-metrics.yaml all range over it.
 */}}
 
@@ -152,6 +152,9 @@ Each item: component, args, port, portName, lane, channel, consumer, topic, grou
 {{- end }}
 {{- if $v.tracker.enabled }}
 {{- $items = append $items (dict "component" "tracker" "args" (list "tracker") "port" 9090 "portName" "metrics" "lane" "" "channel" "" "consumer" true "topic" (printf "%s.status" $p) "group" (printf "%s.tracker" $p) "settings" (deepCopy $v.tracker)) }}
+{{- end }}
+{{- if $v.webhooks.enabled }}
+{{- $items = append $items (dict "component" "webhooks" "args" (list "webhooks") "port" 9090 "portName" "metrics" "lane" "" "channel" "" "consumer" true "topic" (printf "%s.status" $p) "group" (printf "%s.webhooks" $p) "settings" (deepCopy $v.webhooks)) }}
 {{- end }}
 {{- if $v.scheduler.enabled }}
 {{- $items = append $items (dict "component" "scheduler" "args" (list "scheduler") "port" 9090 "portName" "metrics" "lane" "" "channel" "" "consumer" false "settings" (deepCopy $v.scheduler)) }}
@@ -315,6 +318,14 @@ account, failover order and shared rate limit to the senders of its channel, ret
 every sender, report-queued to the routers, lease and batch to the scheduler. Optional settings left
 empty (or null) are not set, so the service default applies.
 */}}
+{{/* Where webhooks may point (the gateway checks on save, the webhooks service on every attempt):
+(list $webhooksValues $envDict). */}}
+{{- define "herald.webhookTargetsEnv" -}}
+{{- $wh := index . 0 }}{{- $env := index . 1 }}
+{{- with $wh.allowHosts }}{{ $_ := set $env "HERALD_WEBHOOK_ALLOW_HOSTS" (join "," .) }}{{ end }}
+{{- if $wh.allowPrivate }}{{ $_ := set $env "HERALD_WEBHOOK_ALLOW_PRIVATE" "true" }}{{ end }}
+{{- end }}
+
 {{- define "herald.settingsEnv" -}}
 {{- $root := index . 0 }}{{- $w := index . 1 }}
 {{- $v := $root.Values }}
@@ -329,10 +340,19 @@ empty (or null) are not set, so the service default applies.
 {{- with $r.sendgridWebhookPublicKey }}{{ $_ := set $env "HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY" . }}{{ end }}
 {{- $_ := set $env "HERALD_SENDGRID_WEBHOOK_MAX_AGE_S" (int $r.sendgridWebhookMaxAgeSeconds) }}
 {{- $_ := set $env "HERALD_RECEIPT_DEDUPE_TTL_S" (int $r.dedupeTtlSeconds) }}
+{{- include "herald.webhookTargetsEnv" (list $v.webhooks $env) }}
 {{- else if hasPrefix "router-" $w.component }}
 {{- if not (kindIs "invalid" $s.reportQueued) }}
 {{- $_ := set $env "HERALD_ROUTER_REPORT_QUEUED" $s.reportQueued }}
 {{- end }}
+{{- else if eq $w.component "webhooks" }}
+{{- include "herald.webhookTargetsEnv" (list $s $env) }}
+{{- $_ := set $env "HERALD_WEBHOOK_TIMEOUT_S" $s.timeoutSeconds }}
+{{- $_ := set $env "HERALD_WEBHOOK_RETRY_BASE_DELAY_S" $s.retryBaseDelaySeconds }}
+{{- $_ := set $env "HERALD_WEBHOOK_RETRY_MAX_DELAY_S" $s.retryMaxDelaySeconds }}
+{{- $_ := set $env "HERALD_WEBHOOK_RETRY_FOR_S" $s.retryForSeconds }}
+{{- $_ := set $env "HERALD_WEBHOOK_PAUSE_AFTER_S" $s.pauseAfterSeconds }}
+{{- $_ := set $env "HERALD_WEBHOOK_PAUSE_MIN_FAILURES" (int $s.pauseMinFailures) }}
 {{- else if eq $w.component "scheduler" }}
 {{- $_ := set $env "HERALD_SCHEDULER_POLL_INTERVAL_S" $s.pollIntervalSeconds }}
 {{- $_ := set $env "HERALD_SCHEDULER_LEASE_S" $s.leaseSeconds }}

@@ -5,7 +5,9 @@ to use it, SendGrid, each capturing into the outbox and nothing in memory (``kee
 somewhere (``HERALD_TWILIO_BASE_URL`` and so on) and returns the ``HERALD_*`` variables that point
 the services at them. Receipts go back to the gateway: the Twilio peer posts signed status callbacks
 to the StatusCallback URL the sender gives it, the SendGrid peer posts signed events to
-``<public base URL>/v1/receipts/sendgrid``.
+``<public base URL>/v1/receipts/sendgrid``. A webhook receiver plays the demo tenant's endpoint: it
+verifies every signed delivery and writes it to the outbox's ``webhooks/`` (loopback is allow-listed
+for it with ``HERALD_WEBHOOK_ALLOW_HOSTS``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from herald_common.webhooks.model import new_secret
 from herald_dev.outbox import Outbox
 from herald_dev.peers import FcmPeer, SendGridPeer, TwilioPeer, make_test_service_account, start_peer
+from herald_dev.peers.webhook_peer import PATH, WebhookReceiver
 from herald_providers.webhooks import generate_signing_key
 
 
@@ -27,6 +31,8 @@ class LocalPeers:
         self.outbox = outbox
         self.runners: list[web.AppRunner] = []
         self.started: dict[str, str] = {}  # provider → base URL
+        self.webhook_secret = new_secret()
+        self.webhook_url: str | None = None  # the demo tenant's webhook endpoint, once started
 
     async def start(self, env: Mapping[str, str], public_base_url: str) -> dict[str, str]:
         """Start the peers ``env`` does not override; returns the variables to add to it."""
@@ -68,6 +74,9 @@ class LocalPeers:
                 "HERALD_SENDGRID_API_KEY": api_key,
                 "HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
             }
+        receiver = WebhookReceiver(self.webhook_secret, outbox=self.outbox, keep=False)
+        self.webhook_url = await self._serve("webhook receiver", receiver.app()) + PATH
+        out["HERALD_WEBHOOK_ALLOW_HOSTS"] = env.get("HERALD_WEBHOOK_ALLOW_HOSTS") or "127.0.0.1"
         return out
 
     async def _serve(self, name: str, app: web.Application) -> str:
