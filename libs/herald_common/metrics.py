@@ -47,7 +47,7 @@ CONSUMER_LAG = Gauge(
 )
 DELIVERIES = Counter(
     "herald_deliveries_total",
-    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate)",
+    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate|cancelled)",
     ["channel", "provider", "status"],
     registry=REGISTRY,
 )
