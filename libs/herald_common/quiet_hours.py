@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from herald_common.fields import TimeZone
 
-ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+# "HH:MM", or "HH:MM:SS" for a window that must end on a given second.
+ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")]
 
 
 class QuietHours(BaseModel):

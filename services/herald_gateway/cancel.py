@@ -36,13 +36,14 @@ async def cancel_one(request: web.Request) -> web.Response:
     if doc["status"] not in CANCELLABLE:
         raise ProblemError(409, f"the notification can no longer be cancelled: it is {doc['status']}")
     at = time.time()
-    if await cancel_notification(app[REDIS], app[KEYS], tenant_id, nid, at):
+    first = await cancel_notification(app[REDIS], app[KEYS], tenant_id, nid, at)
+    if first:
         await announce(
             app[PRODUCER], app[TOPICS], cancelled_events(tenant_id, [nid], at, "cancelled by request")
         )
     doc = {**doc, "status": "cancelled", "reason": "cancelled by request", "reason_code": "cancelled"}
     doc.pop("next_attempt_at", None)
-    return json_response(doc, status=202)
+    return json_response(doc, status=202 if first else 200)
 
 
 async def cancel_key(request: web.Request) -> web.Response:
