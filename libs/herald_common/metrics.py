@@ -60,7 +60,7 @@ PROVIDER_LATENCY = Histogram(
 )
 ROUTED = Counter(
     "herald_routed_total",
-    "Router outcomes per channel (routed|suppressed|failed)",
+    "Router outcomes per channel (routed|suppressed|capped|failed)",
     ["channel", "outcome"],
     registry=REGISTRY,
 )
