@@ -64,6 +64,12 @@ ROUTED = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
+POLICY_OUTCOMES = Counter(
+    "herald_policy_outcomes_total",
+    "Router outcomes per notification (scheduled|held|cancelled|expired); see herald_common.policy",
+    ["outcome"],
+    registry=REGISTRY,
+)
 RETRIES_SCHEDULED = Counter(
     "herald_retries_scheduled_total",
     "Deliveries put back for a later attempt",

@@ -55,6 +55,7 @@ class Router:
         bound = log.bind(tenant=req.tenant_id, notification=req.id)
         now = self.policy.clock()
         if await self.policy.cancelled(req):
+            metrics.POLICY_OUTCOMES.labels("cancelled").inc()
             await self._emit([self._status(req, "cancelled", reason="cancelled", code=codes.CANCELLED)])
             await self.policy.released(req)
             return
@@ -63,6 +64,7 @@ class Router:
                 await self._expired(req, "expires before its send_at")
                 return
             await self.policy.defer(rec, req, req.send_at, "scheduled")
+            metrics.POLICY_OUTCOMES.labels("scheduled").inc()
             await self._emit([self._status(req, "scheduled", code=codes.SEND_AT, release_at=req.send_at)])
             return
         contact: Contact | None = None
@@ -111,6 +113,7 @@ class Router:
                     await self._expired(req, "expires before quiet hours end")
                     return
                 await self.policy.defer(rec, req, until, "held")
+                metrics.POLICY_OUTCOMES.labels("held").inc()
                 await self._emit(
                     [
                         self._status(
@@ -182,6 +185,7 @@ class Router:
             await asyncio.gather(*futures)
 
     async def _expired(self, req: NotificationRequest, reason: str) -> None:
+        metrics.POLICY_OUTCOMES.labels("expired").inc()
         await self._emit([self._status(req, "expired", reason=reason, code=codes.EXPIRED)])
 
     def _status(

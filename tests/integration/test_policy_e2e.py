@@ -175,8 +175,14 @@ async def test_quiet_hours_let_transactional_through_and_a_contact_can_opt_out(s
 
 async def test_a_cap_of_two_a_day_caps_the_third(stack: Stack) -> None:
     await _tenant(stack, frequency_caps={"marketing": [{"max": 2, "per": "P1D"}]})
-    await stack.api.call("PUT", "/v1/contacts/fan", {"email": "fan@example.com"})
     body = {"to": {"contact_id": "fan"}, "content": {"email": {"subject": "s", "text": "t"}}}
+    # Consent comes before caps: an opted-out notification is suppressed and not counted.
+    opted_out = {"email": "fan@example.com", "preferences": {"categories": {"marketing": False}}}
+    await stack.api.call("PUT", "/v1/contacts/fan", opted_out)
+    _, doc = await stack.api.call("POST", "/v1/notifications", {**body, "category": "marketing"})
+    doc = await wait_status(stack, doc["id"], "suppressed")
+    assert doc["channels"]["email"]["reason_code"] == "opted_out_category"
+    await stack.api.call("PUT", "/v1/contacts/fan", {"email": "fan@example.com"})
     ids = []
     for _ in range(3):
         status, doc = await stack.api.call("POST", "/v1/notifications", {**body, "category": "marketing"})
