@@ -16,9 +16,12 @@ import redis.asyncio as aioredis
 
 from herald_common.caps import FrequencyCap, FrequencyCaps
 from herald_common.redisio import Keys
+from herald_common.settings import load
 from herald_scheduler.main import serve as serve_scheduler
+from herald_sender.main import serve as serve_sender
+from herald_sender.settings import SenderSettings
 from tests.conftest import Infra, unique
-from tests.harness import ADMIN_TOKEN, running
+from tests.harness import ADMIN_TOKEN, eventually, running
 from tests.integration.channel_support import scheduler_settings
 from tests.integration.stack import Stack, email_stack, wait_status
 
@@ -154,6 +157,10 @@ async def test_quiet_hours_let_transactional_through_and_a_contact_can_opt_out(s
     assert time.time() - started < 5
     held = await _send(stack, "promo@example.com", category="marketing")
     await wait_status(stack, held, "held")
+    # Expiry comes last: one that would expire before the window ends is expired, not held.
+    short = await _send(stack, "short@example.com", category="marketing", expires_at=_iso(now + 600))
+    doc = await wait_status(stack, short, "expired")
+    assert doc["reason_code"] == "expired" and "quiet hours" in doc["reason"]
     # A contact whose own window is empty is never held.
     await stack.api.call(
         "PUT",
@@ -220,3 +227,26 @@ async def test_cap_script_is_atomic_idempotent_and_rolling(infra: Infra) -> None
         assert not await caps.admit("t", "d", "m", "a4", two, now + 50)  # 4 in 100 s
     finally:
         await redis.aclose()
+
+
+async def test_the_sender_drops_a_delivery_cancelled_after_routing(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    async with email_stack(infra, tmp_path_factory.mktemp("nosend"), senders=False) as s:
+        await _tenant(s)
+        nid = await _send(s, "routed@example.com")
+        doc = await wait_status(s, nid, "accepted")
+
+        async def queued() -> bool:
+            _, doc = await s.api.call("GET", f"/v1/notifications/{nid}")
+            return doc["channels"].get("email", {}).get("status") == "queued"
+
+        await eventually(queued, timeout_s=20)
+        status, doc = await s.api.call("POST", f"/v1/notifications/{nid}:cancel")
+        assert status == 202, doc
+        opts = {"sender_channel": "email", "sender_lane": "transactional", "smtp_port": s.env.smtp_port}
+        async with running((serve_sender, load(SenderSettings, **s.env.settings(**opts)))):
+            doc = await wait_status(s, nid, "cancelled")
+            assert doc["channels"]["email"]["status"] == "cancelled"
+            assert doc["channels"]["email"]["reason_code"] == "cancelled"
+        assert _mails(s, "routed@example.com") == 0
