@@ -47,7 +47,7 @@ CONSUMER_LAG = Gauge(
 )
 DELIVERIES = Counter(
     "herald_deliveries_total",
-    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate)",
+    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate|cancelled)",
     ["channel", "provider", "status"],
     registry=REGISTRY,
 )
@@ -60,8 +60,14 @@ PROVIDER_LATENCY = Histogram(
 )
 ROUTED = Counter(
     "herald_routed_total",
-    "Router outcomes per channel (routed|suppressed|failed)",
+    "Router outcomes per channel (routed|suppressed|capped|failed)",
     ["channel", "outcome"],
+    registry=REGISTRY,
+)
+POLICY_OUTCOMES = Counter(
+    "herald_policy_outcomes_total",
+    "Router outcomes per notification (scheduled|held|cancelled|expired); see herald_common.policy",
+    ["outcome"],
     registry=REGISTRY,
 )
 RETRIES_SCHEDULED = Counter(

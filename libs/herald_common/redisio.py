@@ -67,6 +67,22 @@ class Keys:
         """The scheduler's delayed-work keys (``due``, ``leases``, ``items``, ``owners``), one hash tag."""
         return f"{self.prefix}:{{delayed}}:{part}"
 
+    def cancelled(self, tenant_id: str, notification_id: str) -> str:
+        """When a notification was cancelled by id (Unix seconds)."""
+        return f"{self.prefix}:t:{tenant_id}:cancel:n:{notification_id}"
+
+    def cancelled_key(self, tenant_id: str, key: str) -> str:
+        """When a cancellation key was last cancelled: it cancels notifications accepted before then."""
+        return f"{self.prefix}:t:{tenant_id}:cancel:k:{key}"
+
+    def waiting_with_key(self, tenant_id: str, key: str) -> str:
+        """Notifications with a cancellation key waiting in the scheduler (scheduled or held)."""
+        return f"{self.prefix}:t:{tenant_id}:waiting:{key}"
+
+    def frequency(self, tenant_id: str, contact: str, category: str) -> str:
+        """Notifications counted against a contact's frequency caps of one category."""
+        return f"{self.prefix}:t:{tenant_id}:freq:{category}:{contact}"
+
     def receipt_seen(self, provider: str, event_id: str) -> str:
         return f"{self.prefix}:receipt:{provider}:{event_id}"
 

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from herald_common.caps import FrequencyCap
 from herald_common.fields import (
     _LOCALE,
     BurstSize,
@@ -28,6 +29,7 @@ from herald_common.fields import (
     TimeZone,
     _one_of_present,
 )
+from herald_common.quiet_hours import QuietHours
 from herald_common.settings import CHANNELS, Channel, Lane
 
 
@@ -57,6 +59,9 @@ class ContactIn(Strict):
     timezone: TimeZone | None = None
     attributes: JsonObject = Field(default_factory=dict)
     preferences: Preferences = Field(default_factory=Preferences)
+    quiet_hours: QuietHours | None = Field(
+        None, description="replaces the tenant's quiet hours for this contact (start = end: none)"
+    )
 
 
 class Contact(ContactIn):
@@ -218,7 +223,16 @@ class NotificationBatch(Strict):
     notifications: list[NotificationIn] = Field(min_length=1, max_length=1000)
 
 
+class CancelByKeyIn(Strict):
+    cancellation_key: CancellationKey
+
+
 # --- tenants -----------------------------------------------------------------------------------------
+FrequencyCaps = Annotated[
+    dict[Category, Annotated[list[FrequencyCap], Field(min_length=1, max_length=5)]], Field(max_length=50)
+]
+
+
 class TenantIn(Strict):
     id: Identifier | None = None
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -240,6 +254,12 @@ class TenantIn(Strict):
     rate_limit_burst: BurstSize | None = Field(
         None, description="notifications accepted at once above the rate (default: 1,000)"
     )
+    quiet_hours: QuietHours | None = Field(
+        None, description="non-transactional notifications inside this local window are held until it ends"
+    )
+    frequency_caps: FrequencyCaps | None = Field(
+        None, description="per contact and category: at most max notifications per rolling window"
+    )
 
 
 class TenantPatch(Strict):
@@ -258,6 +278,8 @@ class TenantPatch(Strict):
     transactional_categories: list[Category] | None = Field(None, max_length=50)
     rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
     rate_limit_burst: BurstSize | None = None
+    quiet_hours: QuietHours | None = None
+    frequency_caps: FrequencyCaps | None = None
 
     @model_validator(mode="after")
     def _named(self) -> TenantPatch:
@@ -321,6 +343,7 @@ class Delivery(Wire):
     accepted_at: float
     expires_at: float | None = None
     attempt: int = 1
+    cancellation_key: str | None = None
     contact_id: str | None = Field(
         None, description="the contact the address came from, if any (push token clean-up needs it)"
     )
@@ -329,6 +352,7 @@ class Delivery(Wire):
 Status = Literal[
     "accepted",
     "scheduled",
+    "held",
     "queued",
     "suppressed",
     "sending",
@@ -339,6 +363,7 @@ Status = Literal[
     "failed",
     "expired",
     "cancelled",
+    "capped",
 ]
 
 
@@ -355,4 +380,7 @@ class StatusEvent(Wire):
     provider_message_id: str | None = None
     attempts: int | None = None
     reason: str | None = None
-    next_attempt_at: float | None = Field(None, description="retrying: when the next attempt is due")
+    reason_code: str | None = Field(None, description="machine-readable reason (herald_common.policy)")
+    next_attempt_at: float | None = Field(
+        None, description="retrying: when the next attempt is due; scheduled, held: when it is released"
+    )

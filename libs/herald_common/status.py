@@ -20,10 +20,12 @@ The overall status (:func:`overall`) is derived from the channels' when read:
 - otherwise the most advanced: ``delivered``, then ``sent``, then ``sending`` (``retrying`` included);
   then ``scheduled`` or ``accepted`` while any channel waits (``queued`` reads as ``accepted``);
 - when every channel ended without reaching anyone: ``bounced``, ``failed``, ``expired``,
-  ``cancelled``, else ``suppressed``.
+  ``cancelled``, ``capped``, else ``suppressed``.
 
-``suppressed`` and ``cancelled`` channels are policy outcomes, not failures: email ``sent`` with SMS
-``suppressed`` reads ``sent``.
+``suppressed``, ``capped`` and ``cancelled`` channels are policy outcomes, not failures: email ``sent``
+with SMS ``suppressed`` reads ``sent``. ``scheduled`` (waiting for ``send_at``) and ``held`` (quiet
+hours) are notification-level, with ``next_attempt_at`` saying when it is released; ``capped`` is
+per channel, ``cancelled`` either. Each record may carry a ``reason_code`` (herald_common.policy).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from herald_common.schemas import StatusEvent
 RANK = {
     "accepted": 0,
     "scheduled": 0,
+    "held": 0,
     "queued": 1,
     "sending": 2,
     "retrying": 2,
@@ -50,6 +53,7 @@ RANK = {
     "suppressed": 4,
     "expired": 4,
     "cancelled": 4,
+    "capped": 4,
 }
 TERMINAL = frozenset(s for s, r in RANK.items() if r == 4)
 REACHED = frozenset({"sent", "delivered"})
@@ -58,6 +62,7 @@ FAILED = frozenset({"failed", "bounced", "expired"})
 OVERALL = (
     "accepted",
     "scheduled",
+    "held",
     "sending",
     "sent",
     "delivered",
@@ -66,6 +71,7 @@ OVERALL = (
     "failed",
     "expired",
     "cancelled",
+    "capped",
     "suppressed",
 )
 
@@ -115,6 +121,7 @@ class StatusStore:
             "provider_message_id": event.provider_message_id,
             "attempts": event.attempts,
             "reason": event.reason,
+            "reason_code": event.reason_code,
             "next_attempt_at": event.next_attempt_at,
         }
         record = {k: v for k, v in record.items() if v is not None}
@@ -143,7 +150,7 @@ def overall(n: dict[str, Any], channels: dict[str, dict[str, Any]]) -> str:
         return "sending"
     if any(s in ("queued", "scheduled", "accepted") for s in states):
         return "scheduled" if "scheduled" in states else "accepted"
-    for s in ("bounced", "failed", "expired", "cancelled"):
+    for s in ("bounced", "failed", "expired", "cancelled", "capped"):
         if s in states:
             return s
     return "suppressed"
@@ -161,6 +168,7 @@ def view(notification_id: str, accepted_at: float, fields: dict[str, bytes]) -> 
         "accepted_at": accepted_at,
         "channels": channels,
     }
-    if n.get("reason"):
-        out["reason"] = n["reason"]
+    for name in ("reason", "reason_code", "next_attempt_at"):
+        if n.get(name):
+            out[name] = n[name]
     return out

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from herald_common.fields import json_value_schema
 from herald_common.schemas import (
     ApiKeyIn,
+    CancelByKeyIn,
     ContactBatch,
     ContactIn,
     NotificationBatch,
@@ -34,6 +35,7 @@ _MODELS: list[type[BaseModel]] = [
     TenantIn,
     TenantPatch,
     ApiKeyIn,
+    CancelByKeyIn,
     WebhookIn,
 ]
 
@@ -82,6 +84,22 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
     ("get", "/v1/webhooks", "List the webhook endpoints", None, 200, "tenant"),
     (
         "post",
+        "/v1/notifications/{notification_id}:cancel",
+        "Cancel a notification not sent yet (202; 200 if already cancelled; 409 once sending or sent)",
+        None,
+        202,
+        "tenant",
+    ),
+    (
+        "post",
+        "/v1/notifications:cancel-by-key",
+        "Cancel the tenant's notifications with a cancellation key accepted before now",
+        "CancelByKeyIn",
+        200,
+        "tenant",
+    ),
+    (
+        "post",
         "/v1/receipts/{provider}",
         "Provider receipts: sendgrid (signed Event Webhook), twilio (X-Twilio-Signature); deduplicated",
         None,
@@ -126,7 +144,9 @@ _PROBLEM = {
 _STATUS = {
     "type": "object",
     "properties": {
-        **_typed(id="string", accepted_at="number", reason="string"),
+        **_typed(
+            id="string", accepted_at="number", reason="string", reason_code="string", next_attempt_at="number"
+        ),
         "status": {
             "enum": list(OVERALL),
             "description": "overall: partially_failed when one channel reached sent/delivered and "
@@ -143,6 +163,7 @@ _STATUS = {
                         provider_message_id="string",
                         attempts="integer",
                         reason="string",
+                        reason_code="string",
                         updated_at="number",
                         next_attempt_at="number",
                     ),

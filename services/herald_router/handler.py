@@ -1,4 +1,7 @@
-"""Consume one notification request, emit one delivery per channel address and a status per channel."""
+"""Consume one notification request, emit one delivery per channel address and a status per channel.
+
+Policy is applied in the order herald_common.policy documents (the router's part: herald_router.policy).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import structlog
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
+from herald_common import policy as codes
 from herald_common.cache import TTLCache
 from herald_common.channels import spec
 from herald_common.ids import delivery_id, partition_key
@@ -28,6 +32,7 @@ from herald_common.schemas import (
 from herald_common.store import Store
 from herald_common.templating import TemplateRenderError, render_channel_async, template_context
 from herald_common.worker import WorkerContext
+from herald_router.policy import RouterPolicy, was_deferred
 from herald_router.routing import plan_channels
 
 log = structlog.get_logger()
@@ -40,6 +45,7 @@ class Router:
         self.store = Store(ctx.redis, ctx.keys)
         self.templates: TTLCache[Template] = TTLCache(template_cache_s)
         self.tenants: TTLCache[Tenant] = TTLCache(template_cache_s)
+        self.policy = RouterPolicy(ctx)
 
     async def handle(self, rec: ConsumerRecord) -> None:
         try:
@@ -47,24 +53,35 @@ class Router:
         except (pydantic.ValidationError, ValueError) as exc:
             raise PoisonRecord(f"unreadable request: {exc}") from exc
         bound = log.bind(tenant=req.tenant_id, notification=req.id)
-        if req.expires_at is not None and req.expires_at < time.time():
-            await self._emit([self._status(req, "expired", reason="expired before it was routed")])
+        now = self.policy.clock()
+        if await self.policy.cancelled(req):
+            metrics.POLICY_OUTCOMES.labels("cancelled").inc()
+            await self._emit([self._status(req, "cancelled", reason="cancelled", code=codes.CANCELLED)])
+            await self.policy.released(req)
+            return
+        if req.send_at is not None and req.send_at > now:
+            if req.expires_at is not None and req.expires_at <= req.send_at:
+                await self._expired(req, "expires before its send_at")
+                return
+            await self.policy.defer(rec, req, req.send_at, "scheduled")
+            metrics.POLICY_OUTCOMES.labels("scheduled").inc()
+            await self._emit([self._status(req, "scheduled", code=codes.SEND_AT, release_at=req.send_at)])
             return
         contact: Contact | None = None
         if req.to.contact_id:
             contact = await self.store.get_contact(req.tenant_id, req.to.contact_id)
             if contact is None:
                 bound.info("unknown contact")
-                await self._emit([self._status(req, "failed", reason=f"unknown contact {req.to.contact_id}")])
+                reason = f"unknown contact {req.to.contact_id}"
+                await self._emit([self._status(req, "failed", reason=reason, code=codes.UNKNOWN_CONTACT)])
                 return
         content: ChannelContent
         category = req.category or "transactional"
         if req.template_id:
             template = await self._template(req.tenant_id, req.template_id)
             if template is None:
-                await self._emit(
-                    [self._status(req, "failed", reason=f"template {req.template_id} not found")]
-                )
+                reason = f"template {req.template_id} not found"
+                await self._emit([self._status(req, "failed", reason=reason, code=codes.TEMPLATE_NOT_FOUND)])
                 return
             content = template.content_for(req.locale or (contact.locale if contact else None))
             category = req.category or template.category
@@ -77,20 +94,58 @@ class Router:
         )
         out: list[Delivery | StatusEvent] = []
         recipient = req.to.contact_id or req.to.email or req.to.phone or req.to.push_token or ""
-        for plan in plan_channels(req, contact, content, category):
+        plans = plan_channels(req, contact, content, category)
+        for plan in plans:
             if plan.skip_status is None:
                 suppressed = [a for a in plan.addresses if await self.store.is_suppressed(req.tenant_id, a)]
                 if suppressed and len(suppressed) == len(plan.addresses):
                     plan.skip_status, plan.reason = "suppressed", "address is on the suppression list"
+                    plan.reason_code = codes.SUPPRESSED
                 plan.addresses = [a for a in plan.addresses if a not in suppressed]
+        if any(plan.skip_status is None for plan in plans):
+            if not await self.policy.within_caps(req, tenant, recipient, category):
+                for plan in plans:
+                    if plan.skip_status is None:
+                        plan.skip_status, plan.reason = "capped", f"frequency cap of {category} reached"
+                        plan.reason_code = codes.FREQUENCY_CAP
+            elif (until := self.policy.quiet_until(tenant, contact, category)) is not None:
+                if req.expires_at is not None and req.expires_at <= until:
+                    await self._expired(req, "expires before quiet hours end")
+                    return
+                await self.policy.defer(rec, req, until, "held")
+                metrics.POLICY_OUTCOMES.labels("held").inc()
+                await self._emit(
+                    [
+                        self._status(
+                            req, "held", reason="quiet hours", code=codes.QUIET_HOURS, release_at=until
+                        )
+                    ]
+                )
+                return
+        sendable = any(plan.skip_status is None for plan in plans)
+        if sendable and req.expires_at is not None and req.expires_at < now:
+            await self._expired(req, "expired before it was routed")
+            return
+        if was_deferred(rec):
+            out.append(self._status(req, "accepted"))  # no longer scheduled or held
+            await self.policy.released(req)
+        for plan in plans:
             if plan.skip_status is None:
                 try:
                     rendered = await render_channel_async(content, plan.channel, context)
                 except TemplateRenderError as exc:
                     plan.skip_status, plan.reason = "failed", f"render error in {exc.field}: {exc.message}"
+                    plan.reason_code = codes.RENDER_ERROR
             if plan.skip_status is not None:
                 metrics.ROUTED.labels(plan.channel, plan.skip_status).inc()
-                out.append(self._status(req, plan.skip_status, channel=plan.channel, reason=plan.reason))  # type: ignore[arg-type]
+                status = self._status(
+                    req,
+                    plan.skip_status,  # type: ignore[arg-type]
+                    channel=plan.channel,
+                    reason=plan.reason,
+                    code=plan.reason_code,
+                )
+                out.append(status)
                 continue
             if tenant is not None:
                 rendered.update(spec(plan.channel).identity(tenant))
@@ -106,6 +161,7 @@ class Router:
                         content=rendered,
                         accepted_at=req.accepted_at,
                         expires_at=req.expires_at,
+                        cancellation_key=req.cancellation_key,
                         contact_id=req.to.contact_id,
                     )
                 )
@@ -128,6 +184,10 @@ class Router:
         if futures:
             await asyncio.gather(*futures)
 
+    async def _expired(self, req: NotificationRequest, reason: str) -> None:
+        metrics.POLICY_OUTCOMES.labels("expired").inc()
+        await self._emit([self._status(req, "expired", reason=reason, code=codes.EXPIRED)])
+
     def _status(
         self,
         req: NotificationRequest,
@@ -135,6 +195,8 @@ class Router:
         *,
         channel: str | None = None,
         reason: str | None = None,
+        code: str | None = None,
+        release_at: float | None = None,
     ) -> StatusEvent:
         return StatusEvent(
             tenant_id=req.tenant_id,
@@ -143,6 +205,8 @@ class Router:
             at=time.time(),
             channel=channel,
             reason=reason,
+            reason_code=code,
+            next_attempt_at=release_at,
         )
 
     async def _template(self, tenant_id: str, template_id: str) -> Template | None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from herald_common import policy
 from herald_common.channels import CHANNELS, ChannelSpec, spec
 from herald_common.schemas import ChannelContent, Contact, NotificationRequest
 
@@ -15,8 +16,9 @@ from herald_common.schemas import ChannelContent, Contact, NotificationRequest
 class ChannelPlan:
     channel: str
     addresses: list[str]
-    skip_status: str | None = None  # "failed" or "suppressed" when nothing is sent on this channel
+    skip_status: str | None = None  # "failed", "suppressed", "capped" when nothing is sent on it
     reason: str | None = None
+    reason_code: str | None = None  # herald_common.policy
 
 
 def addresses_for(
@@ -51,19 +53,37 @@ def plan_channels(
     for channel in requested_channels(req, content, channels):
         addresses = addresses_for(channel, req, contact, channels)
         if getattr(content, channel, None) is None:
-            plans.append(ChannelPlan(channel, [], "failed", f"no {channel} content in the template"))
+            plans.append(
+                ChannelPlan(channel, [], "failed", f"no {channel} content in the template", policy.NO_CONTENT)
+            )
             continue
         if not addresses:
-            plans.append(ChannelPlan(channel, [], "failed", f"no {channel} address for this recipient"))
+            plans.append(
+                ChannelPlan(
+                    channel, [], "failed", f"no {channel} address for this recipient", policy.NO_ADDRESS
+                )
+            )
             continue
         if contact is not None:
             prefs = contact.preferences
             opted = cast("Mapping[str, bool]", prefs.channels)  # keyed by channel name
             if opted.get(channel) is False:
-                plans.append(ChannelPlan(channel, [], "suppressed", f"contact opted out of {channel}"))
+                plans.append(
+                    ChannelPlan(
+                        channel, [], "suppressed", f"contact opted out of {channel}", policy.OPTED_OUT_CHANNEL
+                    )
+                )
                 continue
             if category != "transactional" and prefs.categories.get(category) is False:
-                plans.append(ChannelPlan(channel, [], "suppressed", f"contact opted out of {category}"))
+                plans.append(
+                    ChannelPlan(
+                        channel,
+                        [],
+                        "suppressed",
+                        f"contact opted out of {category}",
+                        policy.OPTED_OUT_CATEGORY,
+                    )
+                )
                 continue
         plans.append(ChannelPlan(channel, addresses))
     return plans

@@ -3,6 +3,8 @@
 - accepted → ledger ``sent``, status ``sent`` with provider, message id and attempts;
 - permanent error → ledger and status ``failed`` with the provider's reason at once; an invalid
   address is suppressed for the tenant (a dead push token is removed from its contact);
+- cancelled (herald_common.cancel: by id, or by key before it was accepted) → ledger and status
+  ``cancelled`` instead of calling the provider (checked once per record, just before the first attempt);
 - transient error → the :class:`RetryPolicy` decides: a short backoff is waited in place, a longer
   one is handed to the scheduler (ledger ``scheduled``, status ``retrying`` with ``next_attempt_at``)
   and the handler returns, so the partition moves on; after the last attempt, or when the message
@@ -26,9 +28,11 @@ from redis.exceptions import RedisError
 
 from herald_common import metrics
 from herald_common.backoff import backoff
+from herald_common.cancel import Cancellations
 from herald_common.channels import spec
 from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, Cause, PoisonRecord
 from herald_common.logging import mask
+from herald_common.policy import CANCELLED
 from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
@@ -54,6 +58,7 @@ class Sender:
         self.channel = settings.sender_channel
         self.ledger = Ledger(ctx.redis, ctx.keys, settings.ledger_ttl_s)
         self.report = Reporter(ctx, outbound.name)
+        self.cancellations = Cancellations(ctx.redis, ctx.keys)
         self.retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_delay_s=settings.retry_base_delay_s,
@@ -70,6 +75,11 @@ class Sender:
             tenant=d.tenant_id, notification=d.notification_id, delivery=d.delivery_id, to=mask(d.to)
         )
         msg = self._message(d)
+        if await self.cancellations.is_cancelled(
+            d.tenant_id, d.notification_id, d.cancellation_key, d.accepted_at
+        ):
+            await self._cancelled(d)
+            return
         while True:
             if d.expires_at is not None and d.expires_at < time.time():
                 await self._expired(rec, d)
@@ -230,6 +240,15 @@ class Sender:
             await asyncio.wait_for(self.ctx.lifecycle.stopping.wait(), timeout=delay)
         if self.ctx.lifecycle.stopping.is_set():
             raise Draining("draining during a retry backoff")
+
+    async def _cancelled(self, d: Delivery) -> None:
+        entry = await self.ledger.get(d.delivery_id)
+        if entry is not None and entry.state in DONE:  # already sent (or ended): too late to cancel
+            await self._replay(d)
+            return
+        metrics.DELIVERIES.labels(self.channel, self.outbound.name, "cancelled").inc()
+        await self.ledger.finish(d.delivery_id, "cancelled", reason="cancelled")
+        await self.report.status(d, "cancelled", reason="cancelled", reason_code=CANCELLED)
 
     async def _replay(self, d: Delivery) -> None:
         """Already done: say so again (the tracker ignores repeats) in case the first status was lost."""

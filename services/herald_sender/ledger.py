@@ -2,7 +2,7 @@
 
 States: ``sending`` (an attempt is under way) → ``scheduled`` (a transient failure; attempt
 ``next_attempt`` is held by the scheduler until ``due_at``) → ``sending`` … → ``sent`` (provider
-accepted) → ``delivered`` / ``bounced`` / ``failed`` / ``expired``.
+accepted) → ``delivered`` / ``bounced`` / ``failed`` / ``expired``; or ``cancelled`` before an attempt.
 
 ``begin`` is one Lua script: it refuses a delivery that already reached ``sent`` or a final state (a
 redelivered Kafka record is not sent twice), refuses a stale copy (a record for attempt n arriving
@@ -25,7 +25,7 @@ from redis.asyncio.client import Pipeline
 
 from herald_common.redisio import AutoPipeline, Keys
 
-DONE = ("sent", "delivered", "bounced", "failed", "expired")
+DONE = ("sent", "delivered", "bounced", "failed", "expired", "cancelled")
 
 _BEGIN = """
 local state = redis.call('HGET', KEYS[1], 'state')
