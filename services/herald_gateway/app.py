@@ -23,7 +23,7 @@ from herald_common.redisio import Keys, make_redis
 from herald_common.status import StatusStore
 from herald_common.store import Store
 from herald_common.topics import Topics
-from herald_gateway import admin, notifications, quota, receipts, resources
+from herald_gateway import admin, events, notifications, quota, receipts, resources, triggers
 from herald_gateway.auth import auth_middleware
 from herald_gateway.context import (
     CATEGORY_CACHE,
@@ -131,4 +131,6 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     resources.add_routes(app)
     notifications.add_routes(app)
     receipts.add_routes(app)
+    events.add_routes(app)
+    triggers.add_routes(app)
     return app
