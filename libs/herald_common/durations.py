@@ -13,18 +13,21 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
 
-DURATION_PATTERN = (
-    r"^P(?=[0-9T])(?:([0-9]{1,6})W)?(?:([0-9]{1,6})D)?"
-    r"(?:T(?=[0-9])(?:([0-9]{1,6})H)?(?:([0-9]{1,6})M)?(?:([0-9]{1,6}(?:\.[0-9]{1,6})?)S)?)?$"
-)
+_N = "[0-9]{1,6}"
+_S = f"{_N}(?:\\.[0-9]{{1,6}})?S"
+_TIME = f"T(?:{_N}H(?:{_N}M)?(?:{_S})?|{_N}M(?:{_S})?|{_S})"
+# Not empty (``P``, ``PT`` and ``P1DT`` are refused) and without look-arounds, so the same pattern holds
+# in pydantic's validator, in JSON Schema and in any client.
+DURATION_PATTERN = f"^P(?:{_N}W(?:{_N}D)?(?:{_TIME})?|{_N}D(?:{_TIME})?|{_TIME})$"
+_PARTS = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 _DURATION = re.compile(DURATION_PATTERN)
 _FACTORS = (7 * 86400, 86400, 3600, 60, 1)
 
 
 def parse_duration(text: str) -> timedelta:
     """``PT2H`` → 2 hours; ValueError for anything else (``P1M``, ``PT``, ``2h``)."""
-    match = _DURATION.match(text)
-    if match is None or match.group(0) in ("P", "PT") or text.endswith("T"):
+    match = _PARTS.match(text) if _DURATION.match(text) else None
+    if match is None:
         raise ValueError(f"{text!r} is not an ISO 8601 duration of weeks, days, hours, minutes, seconds")
     seconds = sum(float(g) * f for g, f in zip(match.groups(), _FACTORS, strict=True) if g)
     return timedelta(seconds=seconds)

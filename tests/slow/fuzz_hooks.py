@@ -1,7 +1,9 @@
 """Schemathesis hooks for the fuzzing test: each generated request gets an idempotency key of its own.
 
 The fuzzer would otherwise send the same generated key with different bodies, which the API rightly
-answers 422 (a key reused for another request); idempotency itself is tested in tests/integration."""
+answers 422 (a key reused for another request); idempotency itself is tested in tests/integration.
+Likewise a trigger rule's CEL expressions become valid ones: a string the schema admits is rarely CEL,
+and a PUT with one that does not compile is rightly 422 (tested in tests/integration/test_events.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +22,18 @@ def map_headers(ctx: Any, headers: dict[str, str] | None) -> dict[str, str] | No
 
 @schemathesis.hook
 def map_body(ctx: Any, body: Any) -> Any:
-    items = body.get("notifications") if isinstance(body, dict) else None
-    for item in [body, *(items if isinstance(items, list) else [])]:
+    items: list[Any] = []
+    if isinstance(body, dict):
+        for name in ("notifications", "events"):
+            if isinstance(body.get(name), list):
+                items += body[name]
+    for item in [body, *items]:
         if isinstance(item, dict) and isinstance(item.get("idempotency_key"), str):
             item["idempotency_key"] = uuid.uuid4().hex
+    rules = body.get("rules") if isinstance(body, dict) else None
+    for rule in rules if isinstance(rules, list) else []:
+        if isinstance(rule, dict):
+            for name, valid in (("condition", "true"), ("cancellation_key", '"key"')):
+                if isinstance(rule.get(name), str):
+                    rule[name] = valid
     return body
