@@ -104,7 +104,7 @@ class EventRouter:
         log.debug(
             "event decided",
             tenant=event.tenant_id,
-            event=event.id,
+            event_id=event.id,
             reasons=[d.reason for d in outcome.decisions],
         )
 
