@@ -14,8 +14,9 @@ import pytest_asyncio
 
 from herald_common.kafka import make_producer
 from herald_common.settings import CommonSettings, load
+from herald_dev.launcher import DEMO, seed_demo
 from tests.conftest import Infra
-from tests.harness import eventually, read_topic
+from tests.harness import ADMIN_TOKEN, eventually, read_topic
 from tests.integration.stack import Stack, email_stack, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -246,3 +247,20 @@ async def test_a_redelivered_event_publishes_nothing_twice_and_a_poison_one_is_d
     requests = await read_topic(stack.env.bootstrap, f"{stack.env.prefix}.requests.transactional")
     assert [orjson.loads(r.value)["id"] for r in requests].count(nid) == 1
     assert len([m for m in stack.smtp.snapshot() if m.rcpt_to == ["ed@example.com"]]) == 1
+
+
+async def test_the_dev_demo_event_reaches_the_demo_contact_by_email(stack: Stack) -> None:
+    stack.api.token = await seed_demo(stack.base_url, ADMIN_TOKEN)
+    body = await _post(stack, {**DEMO["event"], "occurred_at": _now()})
+    (decision,) = (await _outcome(stack, body["id"]))["decisions"]
+    assert decision["reason"] == "notified" and decision["cancellation_key"] == "booking:b-1001"
+    await wait_status(
+        stack, decision["notification_id"], "sent"
+    )  # email sent; push waits (no push sender here)
+    (mail,) = [m for m in stack.smtp.snapshot() if m.rcpt_to == [DEMO["contact"]["email"]]]
+    assert "Dune: Part Two" in (mail.subject or "")
+    points = await _post(
+        stack,
+        {"type": "points.earned", "contact_id": "member-1", "data": {"points": 50}, "occurred_at": _now()},
+    )
+    assert (await _outcome(stack, points["id"]))["decisions"][0]["reason"] == "condition_false"
