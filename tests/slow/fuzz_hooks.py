@@ -13,6 +13,11 @@ from typing import Any
 import schemathesis
 
 
+def _admitted(value: Any, max_length: int) -> bool:
+    """A string the schema admits: only those are swapped, so schema-violating ones stay violating."""
+    return isinstance(value, str) and 1 <= len(value) <= max_length
+
+
 @schemathesis.hook
 def map_headers(ctx: Any, headers: dict[str, str] | None) -> dict[str, str] | None:
     if headers and "Idempotency-Key" in headers:
@@ -28,12 +33,12 @@ def map_body(ctx: Any, body: Any) -> Any:
             if isinstance(body.get(name), list):
                 items += body[name]
     for item in [body, *items]:
-        if isinstance(item, dict) and isinstance(item.get("idempotency_key"), str):
+        if isinstance(item, dict) and _admitted(item.get("idempotency_key"), 255):
             item["idempotency_key"] = uuid.uuid4().hex
     rules = body.get("rules") if isinstance(body, dict) else None
     for rule in rules if isinstance(rules, list) else []:
         if isinstance(rule, dict):
             for name, valid in (("condition", "true"), ("cancellation_key", '"key"')):
-                if isinstance(rule.get(name), str):
+                if _admitted(rule.get(name), 1000):
                     rule[name] = valid
     return body
