@@ -7,6 +7,8 @@ Keys (all under the tenant):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
@@ -29,23 +31,32 @@ class TriggerStore:
         return f"{self.prefix}:t:{tenant_id}:event:{event_id}"
 
     # triggers -----------------------------------------------------------------------------------------
-    async def put(self, tenant_id: str, event_type: str, data: TriggerIn) -> Trigger:
-        key = self.trigger_key(tenant_id, event_type)
+    async def _update(self, key: str, change: Callable[[bytes | None], str]) -> None:
+        """Read-modify-write of one key under WATCH: a concurrent write is never lost (retried)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(key)
-                    previous = await pipe.get(key)
-                    version = Trigger.model_validate_json(previous).version + 1 if previous else 1
-                    trigger = Trigger(
-                        **data.model_dump(), event_type=event_type, version=version, updated_at=now()
-                    )
+                    value = change(await pipe.get(key))
                     pipe.multi()
-                    pipe.set(key, trigger.model_dump_json(exclude_none=True))
+                    pipe.set(key, value)
                     await pipe.execute()
-                    return trigger
+                    return
                 except WatchError:
                     continue
+
+    async def put(self, tenant_id: str, event_type: str, data: TriggerIn) -> Trigger:
+        saved: list[Trigger] = []
+
+        def bump(previous: bytes | None) -> str:
+            version = Trigger.model_validate_json(previous).version + 1 if previous else 1
+            saved[:] = [
+                Trigger(**data.model_dump(), event_type=event_type, version=version, updated_at=now())
+            ]
+            return saved[0].model_dump_json(exclude_none=True)
+
+        await self._update(self.trigger_key(tenant_id, event_type), bump)
+        return saved[0]
 
     async def get(self, tenant_id: str, event_type: str) -> Trigger | None:
         raw = await self.redis.get(self.trigger_key(tenant_id, event_type))
@@ -86,19 +97,10 @@ class TriggerStore:
             await self._merge(tenant_id, contact_id, given)
 
     async def _merge(self, tenant_id: str, contact_id: str, given: dict[str, object]) -> None:
-        key = self.keys.contact(tenant_id, contact_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    stored = orjson.loads(raw) if raw else {"id": contact_id}
-                    attributes = {**stored.get("attributes", {}), **given.get("attributes", {})}  # type: ignore[dict-item]
-                    doc = {**stored, **given, "attributes": attributes, "updated_at": now().isoformat()}
-                    contact = Contact.model_validate_json(orjson.dumps(doc))
-                    pipe.multi()
-                    pipe.set(key, contact.model_dump_json())
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    continue
+        def merge(raw: bytes | None) -> str:
+            stored = orjson.loads(raw) if raw else {"id": contact_id}
+            attributes = {**stored.get("attributes", {}), **given.get("attributes", {})}  # type: ignore[dict-item]
+            doc = {**stored, **given, "attributes": attributes, "updated_at": now().isoformat()}
+            return Contact.model_validate_json(orjson.dumps(doc)).model_dump_json()
+
+        await self._update(self.keys.contact(tenant_id, contact_id), merge)
