@@ -18,7 +18,12 @@ class DelayError(ValueError):
 
 
 def is_stale(rule: TriggerRule, occurred_at: datetime, now: datetime) -> bool:
-    return rule.stale_after is not None and now - occurred_at > parse_duration(rule.stale_after)
+    if rule.stale_after is None:
+        return False
+    try:
+        return now - occurred_at > parse_duration(rule.stale_after)
+    except OverflowError:  # an occurred_at in year 1 with a positive offset: older than any limit
+        return True
 
 
 def field_value(data: Mapping[str, Any], path: str) -> Any:
@@ -38,15 +43,18 @@ def send_at(rule: TriggerRule, event: EventRecord) -> datetime | None:
     delay = rule.delay
     if delay is None:
         return None
-    if isinstance(delay, str):
-        return event.occurred_at + parse_duration(delay)
-    relative = cast(RelativeDelay, delay)
-    base = parse_instant(field_value(event.data, relative.field))
-    if base is None:
-        raise DelayError(f"{relative.field} is missing or not an RFC 3339 timestamp with an offset")
-    if relative.before is not None:
-        return base - parse_duration(relative.before)
-    return base + parse_duration(relative.after or "PT0S")
+    try:
+        if isinstance(delay, str):
+            return event.occurred_at + parse_duration(delay)
+        relative = cast(RelativeDelay, delay)
+        base = parse_instant(field_value(event.data, relative.field))
+        if base is None:
+            raise DelayError(f"{relative.field} is missing or not an RFC 3339 timestamp with an offset")
+        if relative.before is not None:
+            return base - parse_duration(relative.before)
+        return base + parse_duration(relative.after or "PT0S")
+    except OverflowError:
+        raise DelayError("the send time falls outside the years 1 to 9999") from None
 
 
 def reachable(

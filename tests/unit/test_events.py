@@ -100,6 +100,8 @@ def test_delays_and_staleness() -> None:
     with pytest.raises(DelayError):
         send_at(before, _event(showtime="tomorrow"))
     assert send_at(TriggerRule(template_id="x"), event) is None
+    with pytest.raises(DelayError, match="years"):
+        send_at(before, _event(showtime="0001-01-01T00:00:00+00:00"))
     assert is_stale(rule, event.occurred_at, event.occurred_at + timedelta(minutes=61))
     assert not is_stale(rule, event.occurred_at, event.occurred_at + timedelta(minutes=59))
     with pytest.raises(ValueError):
