@@ -70,6 +70,12 @@ POLICY_OUTCOMES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+EVENT_DECISIONS = Counter(
+    "herald_event_decisions_total",
+    "Trigger rule decisions for loyalty events (notified|condition_false|stale|no_trigger|…)",
+    ["reason"],
+    registry=REGISTRY,
+)
 RETRIES_SCHEDULED = Counter(
     "herald_retries_scheduled_total",
     "Deliveries put back for a later attempt",

@@ -22,6 +22,11 @@ class Topics:
         return f"{self.prefix}.deliveries.{channel}.{lane}"
 
     @property
+    def events(self) -> str:
+        """Loyalty events, keyed by tenant and contact; the transactional router consumes them."""
+        return f"{self.prefix}.events"
+
+    @property
     def status(self) -> str:
         return f"{self.prefix}.status"
 
@@ -39,6 +44,6 @@ class Topics:
     def all(self) -> list[str]:
         names = [self.requests(lane) for lane in LANES]
         names += [self.deliveries(ch, lane) for ch in CHANNELS for lane in LANES]
-        names += [self.status, self.webhooks]
+        names += [self.status, self.webhooks, self.events]
         names += [self.dead_letters(s) for s in DEAD_LETTER_SERVICES]
         return names

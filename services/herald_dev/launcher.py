@@ -177,12 +177,28 @@ async def seed_demo(base: str, admin_token: str, webhook: tuple[str, str] | None
             resp.raise_for_status()
         async with http.put(f"{base}/v1/contacts/{DEMO['contact_id']}", json=DEMO["contact"]) as resp:
             resp.raise_for_status()
+        for template_id, template in DEMO["templates"].items():
+            async with http.put(f"{base}/v1/templates/{template_id}", json=template) as resp:
+                resp.raise_for_status()
+        for event_type, trigger in DEMO["triggers"].items():
+            async with http.put(f"{base}/v1/triggers/{event_type}", json=trigger) as resp:
+                resp.raise_for_status()
         if webhook is not None:
             url, secret = webhook
             endpoint = {"url": url, "secret": secret, "event_types": ["notification.status"]}
             async with http.put(f"{base}/v1/webhooks/demo", json=endpoint) as resp:
                 resp.raise_for_status()
     return api_key
+
+
+def event_curl(base: str, api_key: str) -> str:
+    """A curl posting the demo booking event: its trigger emails (and pushes) the demo contact."""
+    event = {**DEMO["event"], "occurred_at": "2026-01-01T19:30:00+00:00"}
+    return (
+        f"  curl -sS -X POST {base}/v1/events \\\n"
+        f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
+        f"    -d '{json.dumps(event, ensure_ascii=False)}'"
+    )
 
 
 def banner(
@@ -219,6 +235,13 @@ Send the same booking to every channel that is on ({", ".join(channels)}) of the
 {curl(channels)}
 
 then follow it with GET {base}/v1/notifications/<id> (same header) and open the outbox.
+
+Or post a loyalty event: the booking.confirmed trigger sends the booking by email and push
+(points.earned sends only when data.points >= 100):
+
+{event_curl(base, api_key)}
+
+and GET {base}/v1/events/<id> shows what each trigger rule decided.
 Ctrl-C stops everything.
 """
 

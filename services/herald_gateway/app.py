@@ -23,7 +23,17 @@ from herald_common.redisio import Keys, make_redis
 from herald_common.status import StatusStore
 from herald_common.store import Store
 from herald_common.topics import Topics
-from herald_gateway import admin, cancel, notifications, quota, receipts, resources, webhooks
+from herald_gateway import (
+    admin,
+    cancel,
+    events,
+    notifications,
+    quota,
+    receipts,
+    resources,
+    triggers,
+    webhooks,
+)
 from herald_gateway.auth import auth_middleware
 from herald_gateway.context import (
     CATEGORY_CACHE,
@@ -134,4 +144,6 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     cancel.add_routes(app)
     receipts.add_routes(app)
     webhooks.add_to(app)
+    events.add_routes(app)
+    triggers.add_routes(app)
     return app

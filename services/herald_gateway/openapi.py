@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from herald_common.events import EventBatch, EventIn, TriggerIn
 from herald_common.fields import json_value_schema
 from herald_common.schemas import (
     ApiKeyIn,
@@ -37,6 +38,9 @@ _MODELS: list[type[BaseModel]] = [
     ApiKeyIn,
     CancelByKeyIn,
     WebhookIn,
+    EventIn,
+    EventBatch,
+    TriggerIn,
 ]
 
 # (method, path, summary, request model or None, success status, auth)
@@ -71,6 +75,19 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
     ("post", "/v1/notifications", "Send a notification (202 once durable)", "NotificationIn", 202, "tenant"),
     ("post", "/v1/notifications:batch", "Send up to 1,000 notifications", "NotificationBatch", 202, "tenant"),
     ("get", "/v1/notifications/{notification_id}", "Status per channel", None, 200, "tenant"),
+    ("post", "/v1/events", "Send a loyalty event (202 once durable)", "EventIn", 202, "tenant"),
+    ("post", "/v1/events:batch", "Send up to 1,000 loyalty events", "EventBatch", 202, "tenant"),
+    ("get", "/v1/events/{event_id}", "What each trigger rule decided for an event", None, 200, "tenant"),
+    (
+        "put",
+        "/v1/triggers/{event_type}",
+        "Create or replace an event type's trigger",
+        "TriggerIn",
+        200,
+        "tenant",
+    ),
+    ("get", "/v1/triggers/{event_type}", "Read a trigger", None, 200, "tenant"),
+    ("delete", "/v1/triggers/{event_type}", "Delete a trigger", None, 204, "tenant"),
     (
         "put",
         "/v1/webhooks/{webhook_id}",
@@ -219,7 +236,7 @@ def document() -> dict[str, Any]:
                 },
             },
         }
-        if method == "post" and path == "/v1/notifications":
+        if method == "post" and path in ("/v1/notifications", "/v1/events"):
             op["parameters"].append(
                 {
                     "name": "Idempotency-Key",

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import hashlib
-
 from pydantic import Field, SecretStr
 
+from herald_common.ids import id_secret_from_setting
 from herald_common.settings import CommonSettings
 from herald_common.webhooks.targets import TargetSettings
 from herald_providers.config import ReceiptSettings
@@ -41,5 +40,4 @@ class GatewaySettings(CommonSettings, ReceiptSettings, TargetSettings):
         """The key from ``HERALD_ID_SECRET``; None when unset (then the shared one in Redis is used)."""
         if self.id_secret is None:
             return None
-        raw = self.id_secret.get_secret_value().encode()
-        return hashlib.sha256(b"herald-notification-ids\x1f" + raw).digest()
+        return id_secret_from_setting(self.id_secret.get_secret_value())

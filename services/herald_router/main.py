@@ -1,28 +1,47 @@
-"""herald router --lane transactional|bulk: requests in, one delivery per channel out."""
+"""herald router --lane transactional|bulk: requests in, one delivery per channel out. The transactional
+router also consumes loyalty events and turns them into requests through their triggers."""
 
 from __future__ import annotations
 
+from aiokafka.structs import ConsumerRecord
+
+from herald_common.ids import NotificationIds, wait_for_shared_secret
 from herald_common.kafka import Handler
 from herald_common.lifecycle import Lifecycle
 from herald_common.topics import Topics
 from herald_common.worker import WorkerContext, run_worker
+from herald_router.events import EventRouter
 from herald_router.handler import Router
 from herald_router.settings import RouterSettings
 
 
 async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
     topics = Topics(settings.kafka_topic_prefix)
+    with_events = settings.router_lane == "transactional"
 
     async def make_handler(ctx: WorkerContext) -> tuple[Handler, None]:
         router = Router(ctx, settings.template_cache_s, report_queued=settings.reports_queued())
+        if not with_events:
+            return router.handle, None
+        secret = settings.id_secret_bytes() or await wait_for_shared_secret(ctx.redis, ctx.keys.id_secret())
+        events = EventRouter(
+            ctx,
+            NotificationIds(secret),
+            template_cache_s=settings.template_cache_s,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            outcome_ttl_s=settings.event_outcome_ttl_s,
+        )
 
-        return router.handle, None
+        async def handle(rec: ConsumerRecord) -> None:
+            await (events.handle(rec) if rec.topic == topics.events else router.handle(rec))
+
+        return handle, None
 
     await run_worker(
         service="router",
         settings=settings,
         lifecycle=lifecycle,
-        topics=[topics.requests(settings.router_lane)],
+        topics=[topics.requests(settings.router_lane), *([topics.events] if with_events else [])],
         group_id=topics.group("router", settings.router_lane),
         make_handler=make_handler,
     )

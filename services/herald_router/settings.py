@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
+from herald_common.ids import id_secret_from_setting
 from herald_common.settings import ConsumerSettings, Lane
 
 
@@ -14,6 +15,19 @@ class RouterSettings(ConsumerSettings):
         "transactional lane, off for bulk (a campaign's messages then show accepted until sent, and the "
         "tracker does half the work per recipient)",
     )
+    # Loyalty events (consumed by the transactional router).
+    id_secret: SecretStr | None = Field(
+        None, description="the gateway's HERALD_ID_SECRET: signs the notification ids events produce"
+    )
+    idempotency_ttl_s: int = Field(
+        24 * 3600, ge=60, description="how long an event's notifications are remembered against republishing"
+    )
+    event_outcome_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="how long GET /v1/events/{id} shows what the triggers decided"
+    )
+
+    def id_secret_bytes(self) -> bytes | None:
+        return id_secret_from_setting(self.id_secret.get_secret_value()) if self.id_secret else None
 
     def reports_queued(self) -> bool:
         return (

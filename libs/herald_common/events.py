@@ -1,0 +1,168 @@
+"""Loyalty events and the triggers that turn them into notifications: what tenants send, what travels on
+``<prefix>.events``, what the router decides per trigger rule, and the ids that tie them together."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from herald_common.durations import Duration
+from herald_common.fields import Category, Identifier, JsonObject, _one_of_present
+from herald_common.ids import NotificationIds
+from herald_common.schemas import ContactIn, Strict, Wire
+from herald_common.settings import Channel, Lane
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_\-]{0,63}(\.[a-z0-9_\-]{1,64}){0,4}$"
+EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN, max_length=200)]
+# A dotted path into the event (``data.showtime``): what a relative delay counts from.
+EventField = Annotated[str, StringConstraints(pattern=r"^data(\.[A-Za-z0-9_\-]{1,64}){1,8}$")]
+Source = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+MAX_RULES = 20
+
+
+# --- events in ---------------------------------------------------------------------------------------
+class EventIn(Strict):
+    type: EventType
+    contact_id: Identifier
+    data: JsonObject = Field(default_factory=dict)
+    occurred_at: datetime = Field(description="RFC 3339 with a time zone offset")
+    contact: ContactIn | None = Field(
+        None,
+        description="profile fields to upsert into the contact first (given fields replace the stored ones)",
+    )
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _offset(self) -> EventIn:
+        if self.occurred_at.tzinfo is None:
+            raise ValueError("occurred_at needs a time zone offset")
+        return self
+
+
+class EventBatch(Strict):
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class EventRecord(Wire):
+    """``<prefix>.events``: an accepted event, keyed by tenant and contact."""
+
+    id: str
+    tenant_id: str
+    type: str
+    contact_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime
+    accepted_at: float
+
+    def variables(self) -> dict[str, Any]:
+        """The ``event`` variable of trigger expressions."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "data": self.data,
+            "occurred_at": self.occurred_at.isoformat(),
+        }
+
+
+# --- triggers ----------------------------------------------------------------------------------------
+class RelativeDelay(Strict):
+    """Send ``before`` or ``after`` a time the event carries (``{"before": "PT24H", "field":
+    "data.showtime"}``): the field must hold an RFC 3339 timestamp."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"oneOf": _one_of_present("before", "after", kind="string")},
+    )
+
+    field: EventField
+    before: Duration | None = None
+    after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RelativeDelay:
+        if (self.before is None) == (self.after is None):
+            raise ValueError("give exactly one of before or after")
+        return self
+
+
+class TriggerRule(Strict):
+    template_id: Identifier
+    channels: list[Channel] | None = Field(
+        None, min_length=1, max_length=3, description="in order of preference; default: the template's"
+    )
+    routing: Literal["all", "first"] = Field(
+        "all", description="all: every channel; first: the first channel the contact can be reached on"
+    )
+    lane: Lane | None = None
+    category: Category | None = None
+    condition: Source | None = Field(None, description="CEL over event and contact; true sends")
+    delay: Duration | RelativeDelay | None = Field(
+        None, description="after occurred_at (ISO 8601 duration), or before/after a time in the event"
+    )
+    stale_after: Duration | None = Field(
+        None, description="an event older than this (from occurred_at) when processed is dropped as stale"
+    )
+    cancellation_key: Source | None = Field(
+        None,
+        description='CEL giving the key put on the notification, e.g. "booking:" + event.data.booking_id',
+    )
+
+
+class TriggerIn(Strict):
+    rules: list[TriggerRule] = Field(min_length=1, max_length=MAX_RULES)
+
+
+class Trigger(TriggerIn):
+    event_type: str
+    version: int = 1
+    updated_at: datetime | None = None
+
+
+# --- decisions ---------------------------------------------------------------------------------------
+# Why a rule did or did not produce a notification (``GET /v1/events/{id}``).
+Reason = Literal[
+    "notified",  # matched: a notification was published (notification_id)
+    "condition_false",
+    "condition_error",  # the condition failed to evaluate (error says why)
+    "stale",  # older than the rule's stale_after when processed
+    "no_trigger",  # no trigger for this event type
+    "unknown_contact",
+    "no_reachable_channel",  # routing first: no channel has an address the contact has not opted out of
+    "delay_error",  # a relative delay's field is missing or not a timestamp
+    "cancellation_key_error",
+]
+
+
+class Decision(Wire):
+    rule: int | None = None
+    reason: Reason
+    template_id: str | None = None
+    notification_id: str | None = None
+    channels: list[str] | None = None
+    send_at: datetime | None = None
+    cancellation_key: str | None = None
+    error: str | None = None
+
+
+class EventOutcome(Wire):
+    id: str
+    type: str
+    contact_id: str
+    occurred_at: datetime
+    status: Literal["accepted", "processed"] = "processed"
+    processed_at: datetime | None = None
+    trigger_version: int | None = None
+    decisions: list[Decision] = Field(default_factory=list)
+
+
+def rule_notification_id(ids: NotificationIds, tenant_id: str, event_id: str, at: float, rule: int) -> str:
+    """The notification an event's rule publishes: the same event and rule always give the same id."""
+    return ids.derived(tenant_id, f"event\x1f{event_id}\x1f{rule}", at)
+
+
+def rule_idempotency_key(event_id: str, rule: int) -> str:
+    """The intake idempotency key of that notification: a redelivered event publishes nothing twice."""
+    return f"event:{event_id}:{rule}"
