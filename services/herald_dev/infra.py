@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,9 +16,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+_HANDED_OUT: set[int] = set()
+
+
+def _port_range() -> tuple[int, int]:
+    """Ports below Linux's ephemeral range (32768+), so an outgoing connection's local port never takes
+    a port handed out here before its server binds it; one slice per pytest-xdist worker, so parallel
+    test sessions never hand out the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    slot = int(worker[2:]) % 8 if worker.startswith("gw") and worker[2:].isdigit() else 8
+    low = 20000 + slot * 1400
+    return low, low + 1399
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port nothing listens on now and that this process has not handed out before."""
+    low, high = _port_range()
+    for _ in range(500):
+        port = random.randint(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind((host, port))
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket() as s:  # the slice is exhausted: let the kernel choose
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
