@@ -14,6 +14,7 @@ from herald_common.intake import (
     IdempotencyError,
     IdempotencyRejected,
     QueueUnavailable,
+    RecordTooLarge,
     Submission,
 )
 from herald_common.schemas import NotificationBatch, NotificationIn
@@ -33,6 +34,21 @@ def _admit(app: web.Application, tenant_id: str) -> Admit:
         await quota.take(app, tenant_id, n, lane)
 
     return admit
+
+
+def _too_large(exc: RecordTooLarge, field: str) -> ProblemError:
+    """413: a size error is permanent (retrying the same request can never succeed)."""
+    errors = [
+        {
+            "field": field.format(i=i),
+            "message": f"is {size} bytes as a queue record; the limit is {exc.limit}",
+        }
+        for i, size in sorted(exc.sizes.items())
+    ]
+    detail = (
+        f"the notification is larger than a queue record may be ({exc.limit} bytes); nothing was accepted"
+    )
+    return ProblemError(413, detail, errors=errors or None)
 
 
 def _rejected(exc: IdempotencyRejected, field: str) -> ProblemError:
@@ -59,6 +75,8 @@ async def create(request: web.Request) -> web.Response:
     except IdempotencyError as exc:
         field = "Idempotency-Key" if header else "idempotency_key"
         raise _rejected(IdempotencyRejected([exc]), field) from None
+    except RecordTooLarge as exc:
+        raise _too_large(exc, "(body)") from None
     except QueueUnavailable as exc:
         raise ProblemError(503, _QUEUE_DOWN, headers={"Retry-After": "1"}) from exc
     payload = orjson.dumps(accepted.body())
@@ -79,6 +97,8 @@ async def create_batch(request: web.Request) -> web.Response:
         accepted = await app[INTAKE].publish_many(tenant_id, submissions, _admit(app, tenant_id))
     except IdempotencyRejected as exc:
         raise _rejected(exc, "notifications[{i}].idempotency_key") from None
+    except RecordTooLarge as exc:
+        raise _too_large(exc, "notifications[{i}]") from None
     except QueueUnavailable as exc:
         raise ProblemError(503, _QUEUE_DOWN, headers={"Retry-After": "1"}) from exc
     results: list[dict[str, Any]] = [

@@ -16,7 +16,8 @@ class GatewaySettings(CommonSettings, ReceiptSettings):
         5 * 1024 * 1024,
         ge=1024,
         le=64 * 1024 * 1024,
-        description="larger request bodies are refused with 413",
+        description="larger request bodies are refused with 413 (a batch's limit; each notification "
+        "must also fit in one queue record of 1 MiB, else 413 too)",
     )
     api_key_cache_s: float = Field(5.0, ge=0, le=300, description="how long a resolved API key is cached")
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="how long an Idempotency-Key is remembered")

@@ -23,8 +23,9 @@ DLQ_REASON = "x-herald-reason"  # why it was given up on
 DLQ_ATTEMPTS = "x-herald-attempts"  # attempts made, where the writer counted them (the sender)
 DLQ_DELIVERY_ID = "x-herald-delivery-id"  # the delivery a sender gave up on
 
-# poison: unreadable input; attempts_exhausted: failed on every attempt; expired: due after expires_at
-Cause = Literal["poison", "attempts_exhausted", "expired"]
+# poison: unreadable input; attempts_exhausted: failed on every attempt; expired: due after expires_at;
+# refused: what handling it produced was refused for good (a record over the size limit, say)
+Cause = Literal["poison", "attempts_exhausted", "expired", "refused"]
 
 Headers = Sequence[tuple[str, bytes]]
 
