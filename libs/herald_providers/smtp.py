@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from email.charset import QP, Charset
+from email.errors import MessageError
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -17,6 +18,7 @@ from email.utils import formataddr, formatdate, make_msgid
 import aiohttp
 import aiosmtplib
 
+from herald_common.fields import header_problem
 from herald_providers.base import (
     OutboundMessage,
     PermanentError,
@@ -55,10 +57,19 @@ def _header(value: str) -> str | Header:
     return value if value.isascii() else Header(value, "utf-8")
 
 
+HEADER_FIELDS = ("subject", "from", "from_name")
+
+
 def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> Message:
     """The RFC 5322 message, built with the compat32 MIME classes: several times cheaper per message
-    than the modern EmailMessage API, whose header objects parse everything they are given."""
+    than the modern EmailMessage API, whose header objects parse everything they are given.
+
+    A header value with a control character (CR/LF would inject headers of its own) is this message's
+    :class:`PermanentError` (``invalid_header``), never anyone else's."""
     content = msg.content
+    for field in (*HEADER_FIELDS, "to"):
+        if (problem := header_problem(msg.to if field == "to" else content.get(field))) is not None:
+            raise PermanentError(f"the {field} {problem}", code="invalid_header", provider="smtp")
     text, html = content.get("text"), content.get("html")
     body = text or "This message is best viewed in an HTML-capable mail client."
     email: Message
@@ -118,6 +129,13 @@ class SmtpProvider:
                 if conn is None or not conn.is_connected:
                     conn = await self._connect()
                 await conn.send_message(email)
+            except (MessageError, ValueError, UnicodeError) as exc:
+                # the email package refused to write this message: its own fault, and only its own
+                raise PermanentError(
+                    f"the message cannot be written: {type(exc).__name__}",
+                    code="invalid_header",
+                    provider=self.name,
+                ) from None
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 conn = self._discard(conn, keep=True)
                 refused = exc.recipients[0] if exc.recipients else None

@@ -13,6 +13,7 @@ from aiokafka.structs import ConsumerRecord
 from herald_common import metrics
 from herald_common.cache import TTLCache
 from herald_common.channels import spec
+from herald_common.fields import header_problem
 from herald_common.ids import delivery_id, partition_key
 from herald_common.kafka import MAX_RECORD_BYTES, PoisonRecord, record_size
 from herald_common.schemas import (
@@ -60,6 +61,15 @@ def _too_large(deliveries: list[Delivery], rendered: dict[str, object]) -> str |
                 f"too_large: the rendered {d.channel} message is {size} bytes as a record; "
                 f"a record holds at most {MAX_RECORD_BYTES}"
             )
+    return None
+
+
+def _bad_header(channel: str, rendered: dict[str, object]) -> str | None:
+    """The ``invalid_header`` reason when a rendered header field (an email subject rendered from
+    ``data``, say) holds a control character: a CR/LF there would inject headers of its own."""
+    for name in spec(channel).header_fields:
+        if (problem := header_problem(rendered.get(name))) is not None:
+            return f"invalid_header: the rendered {name} {problem}"
     return None
 
 
@@ -124,6 +134,10 @@ class Router:
                 continue
             if tenant is not None:
                 rendered.update(spec(plan.channel).identity(tenant))
+            if (bad_header := _bad_header(plan.channel, rendered)) is not None:
+                metrics.ROUTED.labels(plan.channel, "failed").inc()
+                out.append(self._status(req, "failed", channel=plan.channel, reason=bad_header))
+                continue
             deliveries = [
                 Delivery(
                     delivery_id=delivery_id(req.id, plan.channel, address),

@@ -1,6 +1,6 @@
-"""Size limits on the running stack: a notification over the queue's record limit is refused at the
-gateway (413, not 503), and one that only renders above it fails its channel (``too_large``) without
-holding back the partition it came from."""
+"""Hostile content on the running stack: a notification over the queue's record limit is refused at the
+gateway (413, not 503), one that only renders above it fails its channel (``too_large``) without
+holding back the partition it came from, and header fields never carry control characters."""
 
 from __future__ import annotations
 
@@ -102,3 +102,42 @@ async def test_a_render_over_the_record_limit_fails_its_channel_and_never_blocks
         await eventually(committed_past_both, timeout_s=15)
     finally:
         await reader.stop()
+
+
+async def test_a_subject_rendered_with_a_line_break_fails_and_injects_nothing(stack: Stack) -> None:
+    _, key = await _tenant(stack)
+    to = "victim@example.com"
+    body = {
+        "to": {"email": to},
+        "content": {"email": {"subject": "Tickets for {{ data.name }}", "text": "hello"}},
+        "data": {"name": "Bob\r\nReply-To: thief@evil.example"},
+    }
+    status, accepted = await stack.api.call("POST", "/v1/notifications", body, token=key)
+    assert status == 202, accepted
+    doc = await wait_status(stack, accepted["id"], "failed", token=key)
+    assert doc["channels"]["email"]["reason"].startswith("invalid_header"), doc
+    assert not [m for m in stack.smtp.snapshot() if to in m.rcpt_to]
+    assert not [m for m in stack.smtp.snapshot() if "Reply-To" in m.headers]
+
+
+async def test_header_fields_with_control_characters_are_422_and_the_document_says_so(stack: Stack) -> None:
+    tenant_id, key = await _tenant(stack)
+    inline = {
+        "to": {"email": "a@example.com"},
+        "content": {"email": {"subject": "Hi\r\nBcc: x@y.z", "text": "t"}},
+    }
+    status, doc = await stack.api.call("POST", "/v1/notifications", inline, token=key)
+    assert status == 422, doc
+    assert doc["errors"][0]["field"] == "content.email.subject"
+    template = {"email": {"subject": "Hi {{ data.x }}\n", "text": "t"}}
+    status, doc = await stack.api.call("PUT", "/v1/templates/t1", template, token=key)
+    assert status == 422, doc
+    for patch in ({"email_from_name": "Cinema\r\nBcc: x@y.z"}, {"sms_from": "CINE\nMA"}):
+        status, doc = await stack.api.call(
+            "PATCH", f"/admin/v1/tenants/{tenant_id}", patch, token=ADMIN_TOKEN
+        )
+        assert status == 422, (patch, doc)
+    status, openapi = await stack.api.call("GET", "/v1/openapi.json")
+    assert status == 200
+    subject = openapi["components"]["schemas"]["EmailContent"]["properties"]["subject"]
+    assert "\\x00-\\x1f" in subject["pattern"]
