@@ -40,6 +40,7 @@ from herald_gateway.context import (
     TENANT_CACHE,
     TOPICS,
 )
+from herald_gateway.deadlines import body_deadline_middleware
 from herald_gateway.openapi import document
 from herald_gateway.problems import json_response, problem_middleware
 from herald_gateway.settings import GatewaySettings
@@ -114,7 +115,7 @@ async def _openapi(_request: web.Request) -> web.Response:
 def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+        middlewares=[metrics_middleware, problem_middleware, auth_middleware, body_deadline_middleware],
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = lifecycle

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from herald_common.lifecycle import Lifecycle
 from herald_gateway.app import create_app
+from herald_gateway.deadlines import runner_options
 from herald_gateway.settings import GatewaySettings
 
 log = structlog.get_logger()
@@ -20,7 +21,11 @@ log = structlog.get_logger()
 async def serve(settings: GatewaySettings, lifecycle: Lifecycle) -> None:
     app = create_app(settings, lifecycle)
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=settings.drain_timeout_s
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.drain_timeout_s,
+        **runner_options(settings),
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port, backlog=1024)

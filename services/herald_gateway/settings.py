@@ -19,6 +19,19 @@ class GatewaySettings(CommonSettings, ReceiptSettings):
         description="larger request bodies are refused with 413 (a batch's limit; each notification "
         "must also fit in one queue record of 1 MiB, else 413 too)",
     )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a request's line and headers must be complete within this many seconds of the "
+        "connection opening or the previous response (also the idle keep-alive timeout)",
+    )
+    http_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a request body must arrive in full within this many seconds (else 408)",
+    )
     api_key_cache_s: float = Field(5.0, ge=0, le=300, description="how long a resolved API key is cached")
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="how long an Idempotency-Key is remembered")
     id_secret: SecretStr | None = Field(

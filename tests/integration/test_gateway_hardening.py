@@ -1,0 +1,103 @@
+"""The gateway as a real process facing hostile clients: read deadlines for headers and bodies, JSON
+log lines whatever aiohttp itself logs, and /metrics kept off the public API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from herald_dev.infra import Managed, free_port, wait_http_ok
+from herald_gateway.deadlines import LINGER_S
+from tests.conftest import Infra, unique
+from tests.harness import ADMIN_TOKEN, Env, herald_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+HEADER_TIMEOUT_S = 2.0
+BODY_TIMEOUT_S = 2.0
+
+
+@dataclass
+class Gateway:
+    port: int
+    log: Path
+    proc: Managed
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    env = Env(infra.bootstrap, infra.redis_url, unique("gwh"))
+    await env.create_topics(partitions=2)
+    port = free_port()
+    log = tmp_path_factory.mktemp("gwh") / "gateway.log"
+    environ = env.environ(
+        http_port=port,
+        admin_token=ADMIN_TOKEN,
+        http_header_timeout_s=HEADER_TIMEOUT_S,
+        http_body_timeout_s=BODY_TIMEOUT_S,
+        drain_timeout_s=1,
+    )
+    proc = herald_process("gateway", ["gateway"], environ, log)
+    try:
+        await wait_http_ok(f"http://127.0.0.1:{port}/readyz")
+        yield Gateway(port, log, proc)
+    finally:
+        proc.stop()
+
+
+async def _closed_after(reader: asyncio.StreamReader, started: float, limit_s: float) -> tuple[float, bytes]:
+    """Seconds from ``started`` until the server closed the connection, and what it sent."""
+    data = await asyncio.wait_for(reader.read(), timeout=limit_s)
+    return time.monotonic() - started, data
+
+
+async def test_a_client_trickling_header_lines_is_closed_at_the_header_deadline(gateway: Gateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    started = time.monotonic()
+    writer.write(b"POST /v1/notifications HTTP/1.1\r\nHost: x\r\n")
+
+    async def trickle() -> None:
+        for i in range(30):  # a header line every second, never the blank line that ends them
+            await asyncio.sleep(1.0)
+            writer.write(f"X-Slow-{i}: {i}\r\n".encode())
+            await writer.drain()
+
+    task = asyncio.create_task(trickle())
+    try:
+        elapsed, _ = await _closed_after(reader, started, limit_s=HEADER_TIMEOUT_S + 6)
+    finally:
+        task.cancel()
+        writer.close()
+    assert elapsed < HEADER_TIMEOUT_S + 1.5, elapsed
+
+
+async def test_a_client_trickling_its_body_gets_408_and_is_closed_at_the_body_deadline(
+    gateway: Gateway,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        b"POST /admin/v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    started = time.monotonic()
+
+    async def trickle() -> None:
+        for _ in range(60):
+            await asyncio.sleep(0.5)
+            writer.write(b" ")
+            await writer.drain()
+
+    task = asyncio.create_task(trickle())
+    try:
+        elapsed, data = await _closed_after(reader, started, limit_s=BODY_TIMEOUT_S + 6)
+    finally:
+        task.cancel()
+        writer.close()
+    assert data.startswith(b"HTTP/1.1 408"), data[:200]
+    assert elapsed < BODY_TIMEOUT_S + LINGER_S + 1.5, elapsed
