@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass
 from email.charset import QP, Charset
 from email.errors import MessageError
@@ -19,6 +20,7 @@ import aiohttp
 import aiosmtplib
 
 from herald_common.fields import header_problem
+from herald_common.logging import mask
 from herald_providers.base import (
     OutboundMessage,
     PermanentError,
@@ -45,6 +47,7 @@ class SmtpConfig:
     message_id_domain: str = "herald.local"
 
 
+_ENHANCED = re.compile(r"^\s*([245]\.[0-9]{1,3}\.[0-9]{1,3})\b")  # RFC 3463, e.g. 5.1.1
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP  # readable in a raw .eml, safe for any text
 
@@ -140,18 +143,17 @@ class SmtpProvider:
                 conn = self._discard(conn, keep=True)
                 refused = exc.recipients[0] if exc.recipients else None
                 code = refused.code if refused else 550
-                # The server's words only: the exception's own text carries the address.
-                raise self._classify(
-                    code, refused.message if refused else "recipient refused", recipient=True
-                ) from exc
+                text = refused.message if refused else ""
+                raise self._classify(code, text, recipient=msg.to) from None
             except aiosmtplib.SMTPResponseException as exc:
                 conn = self._discard(conn, keep=exc.code < 500 and exc.code != 421)
-                raise self._classify(exc.code, exc.message, recipient=False) from exc
+                raise self._classify(exc.code, exc.message, recipient=None) from None
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 conn = self._discard(conn, keep=False)
+                # the type only: an exception's text can carry addresses (SMTPSenderRefused's does)
                 raise TransientError(
-                    f"smtp connection problem: {type(exc).__name__}: {exc}", provider=self.name
-                ) from exc
+                    f"smtp connection problem: {type(exc).__name__}", provider=self.name
+                ) from None
             finally:
                 if conn is not None:
                     self._idle.put_nowait(conn)
@@ -163,12 +165,19 @@ class SmtpProvider:
         conn.close()
         return None
 
-    def _classify(self, code: int, text: str, recipient: bool) -> TransientError | PermanentError:
-        reason = f"smtp {code}: {text}"[:300]
+    def _classify(self, code: int, text: str, recipient: str | None) -> TransientError | PermanentError:
+        """The reason is the reply code, its enhanced status code and the masked recipient: never the
+        server's text, which often echoes the address, and sometimes the subject."""
+        enhanced = _ENHANCED.match(text or "")
+        reason = f"smtp {code}" + (f" {enhanced.group(1)}" if enhanced else "")
+        if recipient is not None:
+            reason += f" for {mask(recipient)}"
         if code >= 500:
-            return PermanentError(reason, code=str(code), provider=self.name, invalid_recipient=recipient)
+            return PermanentError(
+                reason, code=str(code), provider=self.name, invalid_recipient=recipient is not None
+            )
         # A 4xx for one recipient (greylisting, full mailbox) says nothing about the server's health.
-        return TransientError(reason, code=str(code), provider=self.name, provider_fault=not recipient)
+        return TransientError(reason, code=str(code), provider=self.name, provider_fault=recipient is None)
 
 
 def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provider:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -101,3 +102,25 @@ async def test_a_client_trickling_its_body_gets_408_and_is_closed_at_the_body_de
         writer.close()
     assert data.startswith(b"HTTP/1.1 408"), data[:200]
     assert elapsed < BODY_TIMEOUT_S + LINGER_S + 1.5, elapsed
+
+
+async def test_aiohttp_errors_are_json_log_lines_like_everything_else(gateway: Gateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    # a malformed header line: aiohttp answers 400 and logs the parser's traceback itself
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBroken header ann@example.com\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    assert answer.split(b"\r\n", 1)[0].endswith(b"400 Bad Request"), answer[:100]
+
+    def lines() -> list[str]:
+        return [line for line in gateway.log.read_text().splitlines() if line.strip()]
+
+    for _ in range(50):
+        if any("Error handling request" in line for line in lines()):
+            break
+        await asyncio.sleep(0.1)
+    records = [orjson.loads(line) for line in lines()]  # every line is one JSON object
+    [error] = [r for r in records if r.get("logger") == "aiohttp.server"]
+    assert error["level"] == "error" and "Traceback" in error["exception"]
+    assert "ann@example.com" not in gateway.log.read_text()

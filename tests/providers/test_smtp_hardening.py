@@ -53,3 +53,36 @@ async def test_sendgrid_refuses_a_header_with_a_line_break_for_that_message_only
         provider._group_key(_msg(1, "Hi\nBcc: x@evil.example"))
     assert err.value.code == "invalid_header"
     assert provider._group_key(_msg(2, "Hi there"))
+
+
+async def test_an_smtp_refusal_is_reported_and_logged_without_the_address_or_the_server_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    import orjson
+    import structlog
+
+    from herald_common.logging import configure
+
+    capture = SmtpCapture()
+    secret = "ann.smith@example.com"
+    capture.reject[secret] = f"550 5.1.1 <{secret}> unknown; your subject 'Private matter' bounced"
+    peer = SmtpPeer(free_port(), capture).start()
+    smtp = SmtpProvider(SmtpConfig(port=peer.port))
+    configure("sender", fmt="json")
+    try:
+        msg = OutboundMessage("d1", "t", "email", secret, {"subject": "Private matter", "text": "x"})
+        with pytest.raises(PermanentError) as err:
+            await smtp.send(msg)
+        assert err.value.reason == "smtp 550 5.1.1 for a***@example.com"
+        structlog.get_logger().info("delivery failed", reason=err.value.reason, error=repr(err.value))
+        logging.getLogger("aiosmtplib").warning("refused %s", secret)  # a library's own words, too
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 2 and all(orjson.loads(line) for line in lines)
+        assert not any(secret in line or "Private matter" in line for line in lines), lines
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+        await smtp.close()
+        peer.stop()
