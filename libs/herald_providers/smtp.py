@@ -1,6 +1,9 @@
-"""Email over SMTP with a small pool of persistent connections (aiosmtplib), STARTTLS and auth when
-configured. Classification: 5xx replies are permanent (a 5xx on RCPT marks the address invalid), 4xx
-replies, timeouts and connection failures are transient."""
+"""Email over SMTP with a small pool of persistent connections (aiosmtplib) and auth when configured.
+TLS: implicit TLS with ``use_tls``; else STARTTLS whenever the server offers it (opportunistic, RFC 7435:
+encrypted against passive eavesdroppers, the certificate not checked), or required with ``starttls``
+(then the certificate is verified, against ``ca_file`` if given, and a server without STARTTLS fails).
+Classification: 5xx replies are permanent (a 5xx on RCPT marks the address invalid), 4xx replies,
+timeouts and connection failures are transient."""
 
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class SmtpConfig:
     password: str | None = None
     starttls: bool = False
     use_tls: bool = False
+    ca_file: str | None = None
     pool_size: int = 8
     timeout_s: float = 15.0
     default_from: str = "no-reply@herald.local"
@@ -117,7 +121,10 @@ class SmtpProvider:
             port=self.cfg.port,
             timeout=self.cfg.timeout_s,
             use_tls=self.cfg.use_tls,
-            start_tls=self.cfg.starttls,
+            # True: required; None: whenever offered; never both STARTTLS and implicit TLS
+            start_tls=True if self.cfg.starttls else (False if self.cfg.use_tls else None),
+            validate_certs=self.cfg.starttls or self.cfg.use_tls,
+            cert_bundle=self.cfg.ca_file,
         )
         await conn.connect()
         if self.cfg.username:
@@ -132,13 +139,6 @@ class SmtpProvider:
                 if conn is None or not conn.is_connected:
                     conn = await self._connect()
                 await conn.send_message(email)
-            except (MessageError, ValueError, UnicodeError) as exc:
-                # the email package refused to write this message: its own fault, and only its own
-                raise PermanentError(
-                    f"the message cannot be written: {type(exc).__name__}",
-                    code="invalid_header",
-                    provider=self.name,
-                ) from None
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 conn = self._discard(conn, keep=True)
                 refused = exc.recipients[0] if exc.recipients else None
@@ -154,6 +154,10 @@ class SmtpProvider:
                 raise TransientError(
                     f"smtp connection problem: {type(exc).__name__}", provider=self.name
                 ) from None
+            except (MessageError, ValueError) as exc:  # after OSError: ssl errors are ValueErrors too
+                # the email package refused to write this message: its own fault, and only its own
+                reason = f"the message cannot be written: {type(exc).__name__}"
+                raise PermanentError(reason, code="invalid_header", provider=self.name) from None
             finally:
                 if conn is not None:
                     self._idle.put_nowait(conn)
@@ -190,6 +194,7 @@ def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provide
             password=password.get_secret_value() if password else None,
             starttls=settings.smtp_starttls,
             use_tls=settings.smtp_use_tls,
+            ca_file=str(ca) if (ca := getattr(settings, "smtp_ca_file", None)) else None,
             pool_size=settings.smtp_pool_size,
             timeout_s=settings.smtp_timeout_s,
             default_from=settings.email_from,

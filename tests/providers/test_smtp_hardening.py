@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+from typing import Any
+
 import pytest
+from aiosmtpd.controller import Controller
 
 from herald_dev.infra import free_port
 from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
-from herald_providers.base import OutboundMessage, PermanentError, SendResult, send_many
+from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError, send_many
 from herald_providers.batcher import MicroBatcher
 from herald_providers.sendgrid import SendGridProvider
 from herald_providers.smtp import SmtpConfig, SmtpProvider
 
 pytestmark = pytest.mark.asyncio
+LOOPBACK = "127.0.0.1"
 
 
 def _msg(i: int, subject: str) -> OutboundMessage:
@@ -86,3 +92,102 @@ async def test_an_smtp_refusal_is_reported_and_logged_without_the_address_or_the
         logging.getLogger().handlers.clear()
         await smtp.close()
         peer.stop()
+
+
+# --- TLS -------------------------------------------------------------------------------------------------
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (cert file, key file)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+class TlsAwareCapture(SmtpCapture):
+    """Records, per message, whether it arrived over TLS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.over_tls: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.over_tls.append(session.ssl is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _peer(capture: SmtpCapture, tls: ssl.SSLContext | None) -> Controller:
+    controller = Controller(
+        capture, hostname="127.0.0.1", port=free_port(), tls_context=tls, ready_timeout=10
+    )
+    controller.start()
+    return controller
+
+
+async def test_smtp_uses_starttls_whenever_offered_and_still_sends_when_not(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    for tls, want in ((None, False), (server_tls, True)):
+        capture = TlsAwareCapture()
+        peer = _peer(capture, tls)
+        smtp = SmtpProvider(SmtpConfig(port=peer.port))  # the default: opportunistic
+        try:
+            await smtp.send(_msg(1, "Hello"))
+            assert capture.over_tls == [want]
+        finally:
+            await smtp.close()
+            peer.stop()
+
+
+async def test_required_starttls_verifies_the_certificate_and_refuses_a_server_without_it(
+    tmp_path: Path,
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    capture = TlsAwareCapture()
+    peer = _peer(capture, server_tls)
+    plain = _peer(TlsAwareCapture(), None)
+    try:
+        trusted = SmtpProvider(SmtpConfig(port=peer.port, starttls=True, ca_file=str(cert)))
+        await trusted.send(_msg(1, "Hello"))
+        assert capture.over_tls == [True]
+        unverified = SmtpProvider(SmtpConfig(port=peer.port, starttls=True))  # self-signed: refused
+        with pytest.raises(TransientError):
+            await unverified.send(_msg(2, "Hello"))
+        no_tls = SmtpProvider(SmtpConfig(port=plain.port, starttls=True))
+        with pytest.raises(TransientError):
+            await no_tls.send(_msg(3, "Hello"))
+        assert capture.over_tls == [True]
+        for provider in (trusted, unverified, no_tls):
+            await provider.close()
+    finally:
+        peer.stop()
+        plain.stop()
