@@ -112,6 +112,10 @@ async def _openapi(_request: web.Request) -> web.Response:
     return json_response(document())
 
 
+async def _admin_openapi(_request: web.Request) -> web.Response:
+    return json_response(document(admin=True))
+
+
 def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -126,8 +130,9 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     app[TENANT_CACHE] = TTLCache(settings.api_key_cache_s)
     quota.add_to(app)
     app.cleanup_ctx.append(_clients)
-    add_health_routes(app, lifecycle)
+    add_health_routes(app, lifecycle, metrics=False)  # /metrics only on HERALD_HEALTH_PORT
     app.router.add_get("/v1/openapi.json", _openapi)
+    app.router.add_get("/admin/v1/openapi.json", _admin_openapi)
     admin.add_routes(app)
     resources.add_routes(app)
     notifications.add_routes(app)

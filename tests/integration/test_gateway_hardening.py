@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
@@ -27,6 +28,7 @@ BODY_TIMEOUT_S = 2.0
 @dataclass
 class Gateway:
     port: int
+    health_port: int
     log: Path
     proc: Managed
 
@@ -35,10 +37,11 @@ class Gateway:
 async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
     env = Env(infra.bootstrap, infra.redis_url, unique("gwh"))
     await env.create_topics(partitions=2)
-    port = free_port()
+    port, health_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("gwh") / "gateway.log"
     environ = env.environ(
         http_port=port,
+        health_port=health_port,
         admin_token=ADMIN_TOKEN,
         http_header_timeout_s=HEADER_TIMEOUT_S,
         http_body_timeout_s=BODY_TIMEOUT_S,
@@ -47,7 +50,7 @@ async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Asy
     proc = herald_process("gateway", ["gateway"], environ, log)
     try:
         await wait_http_ok(f"http://127.0.0.1:{port}/readyz")
-        yield Gateway(port, log, proc)
+        yield Gateway(port, health_port, log, proc)
     finally:
         proc.stop()
 
@@ -124,3 +127,24 @@ async def test_aiohttp_errors_are_json_log_lines_like_everything_else(gateway: G
     [error] = [r for r in records if r.get("logger") == "aiohttp.server"]
     assert error["level"] == "error" and "Traceback" in error["exception"]
     assert "ann@example.com" not in gateway.log.read_text()
+
+
+async def test_metrics_and_the_admin_api_document_are_not_public(gateway: Gateway) -> None:
+    api = f"http://127.0.0.1:{gateway.port}"
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/metrics") as resp:
+            assert resp.status == 404  # not served on the API port at all
+        async with http.get(f"http://127.0.0.1:{gateway.health_port}/metrics") as resp:
+            assert resp.status == 200 and "herald_http_requests_total" in await resp.text()
+        async with http.get(f"{api}/readyz") as resp:
+            assert resp.status == 200  # load balancers still probe the API port
+        async with http.get(f"{api}/v1/openapi.json") as resp:
+            public = await resp.json()
+        assert not [p for p in public["paths"] if p.startswith("/admin/")]
+        assert "adminToken" not in public["components"]["securitySchemes"]
+        async with http.get(f"{api}/admin/v1/openapi.json") as resp:
+            assert resp.status == 401
+        async with http.get(f"{api}/admin/v1/openapi.json", headers=admin) as resp:
+            full = await resp.json()
+        assert "/admin/v1/tenants" in full["paths"] and "/v1/notifications" in full["paths"]
