@@ -7,7 +7,8 @@
   a client trickling a header line at a time is closed at the deadline, and so is an idle one.
 - Bodies: a request body must arrive in full within ``HERALD_HTTP_BODY_TIMEOUT_S`` of its headers:
   :func:`body_deadline_middleware` reads it under that deadline (aiohttp keeps what was read for the
-  handler), else 408 and the connection is closed (after at most :data:`LINGER_S` more, which is how
+  handler; handlers ask ``request.body_exists``, not ``can_read_body``, which is False once read), else 408
+  and the connection is closed (after at most :data:`LINGER_S` more, which is how
   long aiohttp keeps reading an unread body after any early answer, so the client sees the answer).
 """
 
