@@ -141,3 +141,26 @@ async def test_header_fields_with_control_characters_are_422_and_the_document_sa
     assert status == 200
     subject = openapi["components"]["schemas"]["EmailContent"]["properties"]["subject"]
     assert "\\x00-\\x1f" in subject["pattern"]
+
+
+async def test_a_dead_letter_over_the_record_limit_keeps_its_headers_and_drops_its_value(
+    stack: Stack,
+) -> None:
+    from herald_common.kafka import DLQ_REASON, DLQ_VALUE_DROPPED, DeadLetters, make_producer
+    from herald_common.settings import CommonSettings
+    from tests.harness import read_topic
+
+    topic = Topics(stack.env.prefix).dead_letters("router")
+    producer = make_producer(CommonSettings(kafka_bootstrap=stack.env.bootstrap))  # type: ignore[call-arg]
+    await producer.start()
+    try:
+        value = b"x" * (MAX_RECORD_BYTES - 200)  # fits as it was consumed; not with the headers added
+        await DeadLetters(producer, topic, "router").write(
+            value, b"k", reason="r" * 500, cause="refused", source_topic="src"
+        )
+    finally:
+        await producer.stop()
+    [record] = [r for r in await read_topic(stack.env.bootstrap, topic) if r.key == b"k"]
+    headers = dict(record.headers)
+    assert record.value is None and headers[DLQ_VALUE_DROPPED] == str(len(value)).encode()
+    assert headers[DLQ_REASON] == b"r" * 500

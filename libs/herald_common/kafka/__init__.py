@@ -16,6 +16,7 @@ from herald_common.kafka.deadletter import (
     DLQ_DELIVERY_ID,
     DLQ_REASON,
     DLQ_SOURCE_TOPIC,
+    DLQ_VALUE_DROPPED,
     Cause,
     DeadLetters,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "DLQ_DELIVERY_ID",
     "DLQ_REASON",
     "DLQ_SOURCE_TOPIC",
+    "DLQ_VALUE_DROPPED",
     "MAX_RECORD_BYTES",
     "PERMANENT_PRODUCE_ERRORS",
     "SIZE_ERRORS",
