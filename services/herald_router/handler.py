@@ -34,9 +34,6 @@ from herald_router.routing import plan_channels
 log = structlog.get_logger()
 
 
-_KEY_ROOM = 256  # a partition key and the record's framing, at most
-
-
 def _bound(value: object) -> int:
     """An upper bound of ``value``'s JSON size: at most 6 bytes per character (``\\u00XX``)."""
     if isinstance(value, str):
@@ -48,14 +45,14 @@ def _bound(value: object) -> int:
     return 32
 
 
-def _too_large(deliveries: list[Delivery], rendered: dict[str, object]) -> str | None:
+def _too_large(deliveries: list[Delivery], rendered: dict[str, object], key: bytes) -> str | None:
     """The ``too_large`` reason when a delivery's record would be over the producer's limit (a size
     error is permanent: produced, it would be retried forever). Exact sizes are computed only when a
     cheap upper bound of the rendered content does not already fit."""
-    if _bound(rendered) + 4096 <= MAX_RECORD_BYTES:
+    if _bound(rendered) + len(key) + 8192 <= MAX_RECORD_BYTES:  # 8 KB: the envelope, ids and address
         return None
     for d in deliveries:
-        size = record_size(b"k" * _KEY_ROOM, orjson.dumps(d.model_dump(exclude_none=True)))
+        size = record_size(key, orjson.dumps(d.model_dump(exclude_none=True)))
         if size > MAX_RECORD_BYTES:
             return (
                 f"too_large: the rendered {d.channel} message is {size} bytes as a record; "
@@ -153,7 +150,9 @@ class Router:
                 )
                 for address in plan.addresses
             ]
-            if (too_large := _too_large(deliveries, rendered)) is not None:
+            if (
+                too_large := _too_large(deliveries, rendered, partition_key(req.tenant_id, recipient))
+            ) is not None:
                 bound.warning("rendered message over the record limit", channel=plan.channel)
                 metrics.ROUTED.labels(plan.channel, "failed").inc()
                 out.append(self._status(req, "failed", channel=plan.channel, reason=too_large))

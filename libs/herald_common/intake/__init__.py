@@ -251,7 +251,10 @@ class Intake:
             )
             recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
             key, value = partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode()
-            if len(value) > MAX_RECORD_BYTES - 4096 and (size := record_size(key, value)) > MAX_RECORD_BYTES:
+            if (
+                len(key) + len(value) > MAX_RECORD_BYTES - 512
+                and (size := record_size(key, value)) > MAX_RECORD_BYTES
+            ):
                 too_large[i] = size
             per_topic[self.topics.requests(lane)].append((key, value))
             accepted.append(Accepted(req.id, lane))
