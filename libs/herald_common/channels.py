@@ -58,6 +58,8 @@ class ChannelSpec:
     # The sender's own identity (from its settings, e.g. HERALD_EMAIL_FROM) for a message that
     # carries no ``from`` of the tenant's.
     fallback_identity: Callable[[Any], dict[str, str]] = field(default=_no_identity)
+    # Rendered fields that become message headers: a control character in one fails the channel.
+    header_fields: tuple[str, ...] = ()
 
     def addresses(self, to: WireRecipient | Any, contact: Contact | None) -> list[str]:
         """An inline address in the request wins; else the contact's addresses on this channel."""
@@ -96,6 +98,7 @@ _SPECS = (
         contact_addresses=lambda c: [str(c.email)] if c.email else [],
         identity=_email_identity,
         fallback_identity=_email_fallback,
+        header_fields=("subject", "from", "from_name", "reply_to"),
     ),
     ChannelSpec(
         name="sms",
@@ -104,6 +107,7 @@ _SPECS = (
         recipient_field="phone",
         contact_addresses=lambda c: [c.phone] if c.phone else [],
         identity=_sms_identity,
+        header_fields=("from",),
     ),
     ChannelSpec(
         name="push",

@@ -12,6 +12,25 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
+# --- header text ------------------------------------------------------------------------------------------
+# What ends up in a message header (an email's subject and from name, an SMS sender id) holds no control
+# characters and no Unicode line breaks: a CR or LF there would inject headers of its own. The pattern is in
+# the JSON schema (ECMA-262 and Rust regex syntax alike); :func:`header_problem` checks rendered values.
+HEADER_PATTERN = r"^[^\x00-\x1f\x7f\x85\u2028\u2029]*$"
+_HEADER_BAD = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def header_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a header value (None when it can)."""
+    if isinstance(value, str) and (bad := _HEADER_BAD.search(value)) is not None:
+        return f"holds a control character (U+{ord(bad.group()):04X}) at position {bad.start()}"
+    return None
+
+
+# ``Annotated[str, StringConstraints(max_length=...), HEADER_CHARS]``: a string that can be a header value
+HEADER_CHARS = StringConstraints(pattern=HEADER_PATTERN)
+
+
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")]
 ShortText = Annotated[str, StringConstraints(max_length=1000)]
 CancellationKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")]

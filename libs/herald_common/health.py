@@ -1,5 +1,6 @@
-"""The small HTTP server every worker runs: /healthz (loop turning), /readyz (deps + not draining),
-/metrics (Prometheus). The gateway mounts the same routes on its public app instead."""
+"""The small HTTP server every service runs on HERALD_HEALTH_PORT: /healthz (loop turning), /readyz
+(deps + not draining), /metrics (Prometheus). The gateway also mounts /healthz and /readyz on its public
+app (for load balancers), never /metrics: that stays off the API port."""
 
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ async def _metrics(_request: web.Request) -> web.Response:
     return web.Response(body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
-def add_health_routes(app: web.Application, lifecycle: Lifecycle) -> None:
+def add_health_routes(app: web.Application, lifecycle: Lifecycle, *, metrics: bool = True) -> None:
     app[LIFECYCLE_KEY] = lifecycle
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
+    if metrics:
+        app.router.add_get("/metrics", _metrics)
 
 
 async def start_health_server(lifecycle: Lifecycle, host: str, port: int) -> web.AppRunner:

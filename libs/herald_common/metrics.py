@@ -85,7 +85,7 @@ RETRIES_SCHEDULED = Counter(
 DEAD_LETTERS = Counter(
     "herald_dead_letters_total",
     "Records written to a service's dead-letter topic, by service and cause "
-    "(poison|attempts_exhausted|expired)",
+    "(poison|attempts_exhausted|expired|refused)",
     ["service", "reason"],
     registry=REGISTRY,
 )

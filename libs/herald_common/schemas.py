@@ -18,6 +18,7 @@ from pydantic import (
 from herald_common.caps import FrequencyCap
 from herald_common.fields import (
     _LOCALE,
+    HEADER_CHARS,
     BurstSize,
     CancellationKey,
     Category,
@@ -88,7 +89,7 @@ class EmailContent(Strict):
         }
     )
 
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=998)]
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=998), HEADER_CHARS]
     html: Annotated[str, StringConstraints(max_length=512_000)] | None = None
     text: Annotated[str, StringConstraints(max_length=512_000)] | None = None
 
@@ -237,8 +238,8 @@ class TenantIn(Strict):
     id: Identifier | None = None
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     email_from: Email | None = None
-    email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
+    email_from_name: Annotated[str, StringConstraints(max_length=200), HEADER_CHARS] | None = None
+    sms_from: Annotated[str, StringConstraints(max_length=32), HEADER_CHARS] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
     transactional_categories: list[Category] = Field(
         default_factory=list,
@@ -272,8 +273,8 @@ class TenantPatch(Strict):
         WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200}),
     ] = None
     email_from: Email | None = None
-    email_from_name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    sms_from: Annotated[str, StringConstraints(max_length=32)] | None = None
+    email_from_name: Annotated[str, StringConstraints(max_length=200), HEADER_CHARS] | None = None
+    sms_from: Annotated[str, StringConstraints(max_length=32), HEADER_CHARS] | None = None
     fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
     transactional_categories: list[Category] | None = Field(None, max_length=50)
     rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)

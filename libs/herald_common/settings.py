@@ -68,7 +68,10 @@ class CommonSettings(BaseSettings):
         "127.0.0.1", description="address of the /healthz, /readyz, /metrics server (0.0.0.0 in pods)"
     )
     health_port: int = Field(
-        9090, ge=0, le=65535, description="port of that server (the gateway uses its API port)"
+        9090,
+        ge=0,
+        le=65535,
+        description="port of that server (the gateway's /metrics is only there, never on its API port)",
     )
     drain_timeout_s: float = Field(
         20.0,

@@ -109,7 +109,9 @@ def supports_batch(provider: object) -> bool:
 
 async def send_many(provider: Provider, msgs: Sequence[OutboundMessage]) -> list[Outcome]:
     """One outcome per message, in order: the provider's own batch call when it has one, else one
-    ``send`` per message, concurrently. Only :class:`ProviderError` is turned into an outcome."""
+    ``send`` per message, concurrently, each message's exception its own outcome (any other than a
+    :class:`ProviderError` a :class:`TransientError` ``unexpected_error``), so one bad message never
+    fails the others, which were sent."""
     if supports_batch(provider):
         results: list[Outcome] = await provider.send_batch(msgs)  # type: ignore[attr-defined]
         return results
@@ -119,6 +121,10 @@ async def send_many(provider: Provider, msgs: Sequence[OutboundMessage]) -> list
             return await provider.send(msg)
         except ProviderError as exc:
             return exc
+        except Exception as exc:  # a bug for one message stays that message's: never its neighbours'
+            return TransientError(
+                f"unexpected error: {type(exc).__name__}", code="unexpected_error", provider=provider.name
+            )
 
     return list(await asyncio.gather(*(one(m) for m in msgs)))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herald_providers.base import Provider
@@ -91,6 +91,18 @@ class ReceiptSettings(BaseSettings):
     receipt_dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="how long a receipt's event id is remembered to drop replays"
     )
+    receipt_max_age_s: int = Field(
+        3 * 24 * 3600,
+        ge=60,
+        description="refuse receipts for notifications issued longer ago than this (at most "
+        "HERALD_RECEIPT_DEDUPE_TTL_S, so a replay is either a known duplicate or stale)",
+    )
+
+    @model_validator(mode="after")
+    def _replays_covered(self) -> ReceiptSettings:
+        if self.receipt_max_age_s > self.receipt_dedupe_ttl_s:
+            raise ValueError("HERALD_RECEIPT_MAX_AGE_S must not exceed HERALD_RECEIPT_DEDUPE_TTL_S")
+        return self
 
     @field_validator("public_base_url")
     @classmethod

@@ -30,10 +30,18 @@ class ReceiptRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
+    """One receipt. ``ids``, ``channel`` and ``address`` are what the payload claims; the gateway
+    applies a receipt only when its notification id was issued to that tenant, recently enough, and
+    its delivery id is that notification's delivery to ``address`` (nothing in a payload is trusted
+    because the request was signed: the provider signs what anyone sent through it)."""
+
     event_id: str
     tenant_id: str
     event: StatusEvent | None = None  # what the tracker should fold, if anything
     suppress: str | None = None  # an address to put on the tenant's suppression list
+    ids: Ids | None = None
+    channel: Channel | None = None
+    address: str | None = None  # the recipient the provider names (Twilio's To, SendGrid's email)
 
 
 @dataclass(frozen=True, slots=True)

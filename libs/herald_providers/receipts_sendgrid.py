@@ -50,12 +50,8 @@ async def parse(request: web.Request, settings: Any) -> Receipts:
     body = await request.read()
     if not verify_event_payload(_key(settings.sendgrid_webhook_public_key), timestamp, body, signature):
         raise ReceiptRefused(403, "the event webhook signature does not verify")
-    try:
-        age = abs(time.time() - float(timestamp))
-    except ValueError:
-        raise ReceiptRefused(403, "the event webhook timestamp is not a number") from None
-    if age > settings.sendgrid_webhook_max_age_s:
-        raise ReceiptRefused(403, "the event webhook timestamp is too old")
+    if not fresh(timestamp, settings.sendgrid_webhook_max_age_s):
+        raise ReceiptRefused(403, "the event webhook timestamp is not a recent Unix time")
     try:
         events = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -64,6 +60,15 @@ async def parse(request: web.Request, settings: Any) -> Receipts:
         raise ReceiptRefused(400, "the body must be a JSON array of events")
     receipts = [r for r in (from_event(e) for e in events if isinstance(e, dict)) if r is not None]
     return Receipts(receipts, received=len(events))
+
+
+def fresh(timestamp: str, max_age_s: float, now: float | None = None) -> bool:
+    """Fail closed: only whole Unix seconds (ASCII digits) within ``max_age_s`` of now, either way,
+    are fresh; anything else (``nan``, ``1e3``, empty, signs, spaces) is not."""
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
+    age = abs((time.time() if now is None else now) - int(timestamp))
+    return age <= max_age_s
 
 
 def from_event(ev: dict[str, Any]) -> Receipt | None:
@@ -94,4 +99,5 @@ def from_event(ev: dict[str, Any]) -> Receipt | None:
     if status is not None:
         message_id = str(ev.get("sg_message_id") or "").split(".", 1)[0] or None
         event = ids.event("email", status, PROVIDER, message_id, reason, ev.get("timestamp"))
-    return Receipt(f"sg:{event_id}", ids.tenant, event, address if suppress and address else None)
+    suppressed = address if suppress and address else None
+    return Receipt(f"sg:{event_id}", ids.tenant, event, suppressed, ids=ids, channel="email", address=address)

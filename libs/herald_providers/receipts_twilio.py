@@ -4,7 +4,8 @@ Verified before anything is read: ``X-Twilio-Signature``, HMAC-SHA1 of the publi
 with the auth token (``HERALD_TWILIO_AUTH_TOKEN``; unset refuses the callbacks). ``delivered`` →
 delivered; ``undelivered`` / ``failed`` → failed with the error code, and codes meaning unsubscribed
 or invalid number suppress it. Callbacks map back through the ``tenant``, ``notification`` and
-``delivery`` query parameters the sender put on the StatusCallback URL (covered by the signature).
+``delivery`` query parameters the sender put on the StatusCallback URL (covered by the signature);
+the gateway checks that they were issued to that tenant (and that the callback is not stale).
 Twilio has no event id, so ``<MessageSid>:<MessageStatus>`` deduplicates.
 """
 
@@ -67,7 +68,8 @@ def from_callback(query: dict[str, str], form: dict[str, str]) -> Receipt | None
         return None
     suppress = form.get("To") if status == "failed" and code in SUPPRESSING_CODES else None
     event = ids.event("sms", status, PROVIDER, sid, reason)
-    return Receipt(f"tw:{sid}:{state}", ids.tenant, event, suppress)
+    to = form.get("To") or None
+    return Receipt(f"tw:{sid}:{state}", ids.tenant, event, suppress, ids=ids, channel="sms", address=to)
 
 
 def compute_signature(auth_token: str, url: str, params: Params) -> str:

@@ -46,6 +46,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from herald_common.fields import header_problem
 from herald_providers import receipts_sendgrid
 from herald_providers.base import (
     OutboundMessage,
@@ -135,6 +136,9 @@ class SendGridProvider(HttpProvider):
             raise PermanentError(
                 "not a valid email address", code="invalid_email", provider=self.name, invalid_recipient=True
             )
+        for name in ("subject", "from", "from_name", "reply_to"):
+            if (problem := header_problem(msg.content.get(name))) is not None:
+                raise PermanentError(f"the {name} {problem}", code="invalid_header", provider=self.name)
         shared = {k: v for k, v in msg.content.items() if k != "substitutions"}
         try:
             return orjson.dumps(shared, option=orjson.OPT_SORT_KEYS)

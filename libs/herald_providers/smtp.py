@@ -1,13 +1,18 @@
-"""Email over SMTP with a small pool of persistent connections (aiosmtplib), STARTTLS and auth when
-configured. Classification: 5xx replies are permanent (a 5xx on RCPT marks the address invalid), 4xx
-replies, timeouts and connection failures are transient."""
+"""Email over SMTP with a small pool of persistent connections (aiosmtplib) and auth when configured.
+TLS: implicit TLS with ``use_tls``; else STARTTLS whenever the server offers it (opportunistic, RFC 7435:
+encrypted against passive eavesdroppers, the certificate not checked), or required with ``starttls``
+(then the certificate is verified, against ``ca_file`` if given, and a server without STARTTLS fails).
+Classification: 5xx replies are permanent (a 5xx on RCPT marks the address invalid), 4xx replies,
+timeouts and connection failures are transient."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass
 from email.charset import QP, Charset
+from email.errors import MessageError
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -17,6 +22,8 @@ from email.utils import formataddr, formatdate, make_msgid
 import aiohttp
 import aiosmtplib
 
+from herald_common.fields import header_problem
+from herald_common.logging import mask
 from herald_providers.base import (
     OutboundMessage,
     PermanentError,
@@ -36,6 +43,7 @@ class SmtpConfig:
     password: str | None = None
     starttls: bool = False
     use_tls: bool = False
+    ca_file: str | None = None
     pool_size: int = 8
     timeout_s: float = 15.0
     default_from: str = "no-reply@herald.local"
@@ -43,6 +51,7 @@ class SmtpConfig:
     message_id_domain: str = "herald.local"
 
 
+_ENHANCED = re.compile(r"^\s*([245]\.[0-9]{1,3}\.[0-9]{1,3})\b")  # RFC 3463, e.g. 5.1.1
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP  # readable in a raw .eml, safe for any text
 
@@ -55,10 +64,19 @@ def _header(value: str) -> str | Header:
     return value if value.isascii() else Header(value, "utf-8")
 
 
+HEADER_FIELDS = ("subject", "from", "from_name")
+
+
 def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> Message:
     """The RFC 5322 message, built with the compat32 MIME classes: several times cheaper per message
-    than the modern EmailMessage API, whose header objects parse everything they are given."""
+    than the modern EmailMessage API, whose header objects parse everything they are given.
+
+    A header value with a control character (CR/LF would inject headers of its own) is this message's
+    :class:`PermanentError` (``invalid_header``), never anyone else's."""
     content = msg.content
+    for field in (*HEADER_FIELDS, "to"):
+        if (problem := header_problem(msg.to if field == "to" else content.get(field))) is not None:
+            raise PermanentError(f"the {field} {problem}", code="invalid_header", provider="smtp")
     text, html = content.get("text"), content.get("html")
     body = text or "This message is best viewed in an HTML-capable mail client."
     email: Message
@@ -103,7 +121,10 @@ class SmtpProvider:
             port=self.cfg.port,
             timeout=self.cfg.timeout_s,
             use_tls=self.cfg.use_tls,
-            start_tls=self.cfg.starttls,
+            # True: required; None: whenever offered; never both STARTTLS and implicit TLS
+            start_tls=True if self.cfg.starttls else (False if self.cfg.use_tls else None),
+            validate_certs=self.cfg.starttls or self.cfg.use_tls,
+            cert_bundle=self.cfg.ca_file,
         )
         await conn.connect()
         if self.cfg.username:
@@ -122,18 +143,21 @@ class SmtpProvider:
                 conn = self._discard(conn, keep=True)
                 refused = exc.recipients[0] if exc.recipients else None
                 code = refused.code if refused else 550
-                # The server's words only: the exception's own text carries the address.
-                raise self._classify(
-                    code, refused.message if refused else "recipient refused", recipient=True
-                ) from exc
+                text = refused.message if refused else ""
+                raise self._classify(code, text, recipient=msg.to) from None
             except aiosmtplib.SMTPResponseException as exc:
                 conn = self._discard(conn, keep=exc.code < 500 and exc.code != 421)
-                raise self._classify(exc.code, exc.message, recipient=False) from exc
+                raise self._classify(exc.code, exc.message, recipient=None) from None
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 conn = self._discard(conn, keep=False)
+                # the type only: an exception's text can carry addresses (SMTPSenderRefused's does)
                 raise TransientError(
-                    f"smtp connection problem: {type(exc).__name__}: {exc}", provider=self.name
-                ) from exc
+                    f"smtp connection problem: {type(exc).__name__}", provider=self.name
+                ) from None
+            except (MessageError, ValueError) as exc:  # after OSError: ssl errors are ValueErrors too
+                # the email package refused to write this message: its own fault, and only its own
+                reason = f"the message cannot be written: {type(exc).__name__}"
+                raise PermanentError(reason, code="invalid_header", provider=self.name) from None
             finally:
                 if conn is not None:
                     self._idle.put_nowait(conn)
@@ -145,12 +169,19 @@ class SmtpProvider:
         conn.close()
         return None
 
-    def _classify(self, code: int, text: str, recipient: bool) -> TransientError | PermanentError:
-        reason = f"smtp {code}: {text}"[:300]
+    def _classify(self, code: int, text: str, recipient: str | None) -> TransientError | PermanentError:
+        """The reason is the reply code, its enhanced status code and the masked recipient: never the
+        server's text, which often echoes the address, and sometimes the subject."""
+        enhanced = _ENHANCED.match(text or "")
+        reason = f"smtp {code}" + (f" {enhanced.group(1)}" if enhanced else "")
+        if recipient is not None:
+            reason += f" for {mask(recipient)}"
         if code >= 500:
-            return PermanentError(reason, code=str(code), provider=self.name, invalid_recipient=recipient)
+            return PermanentError(
+                reason, code=str(code), provider=self.name, invalid_recipient=recipient is not None
+            )
         # A 4xx for one recipient (greylisting, full mailbox) says nothing about the server's health.
-        return TransientError(reason, code=str(code), provider=self.name, provider_fault=not recipient)
+        return TransientError(reason, code=str(code), provider=self.name, provider_fault=recipient is None)
 
 
 def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provider:
@@ -163,6 +194,7 @@ def _build(settings: Settings, session: aiohttp.ClientSession | None) -> Provide
             password=password.get_secret_value() if password else None,
             starttls=settings.smtp_starttls,
             use_tls=settings.smtp_use_tls,
+            ca_file=str(ca) if (ca := getattr(settings, "smtp_ca_file", None)) else None,
             pool_size=settings.smtp_pool_size,
             timeout_s=settings.smtp_timeout_s,
             default_from=settings.email_from,

@@ -132,8 +132,7 @@ class DevStack:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         env = dict(self.env)
-        if name != "gateway":
-            env["HERALD_HEALTH_PORT"] = str(free_port())
+        env["HERALD_HEALTH_PORT"] = str(free_port())  # every service, the gateway too (/metrics is there)
         self.children[name] = Managed(name, [sys.executable, "-m", "herald_cli", *args], env=env).start()
 
     async def supervise(self) -> None:

@@ -39,7 +39,7 @@ async def issue_key(request: web.Request) -> web.Response:
     if await store.get_tenant(tenant_id) is None:
         raise ProblemError(404, "no such tenant")
     body = ApiKeyIn()
-    if request.can_read_body:
+    if request.body_exists:
         body = await parse_body(request, ApiKeyIn, request.app[SETTINGS].max_body_bytes)
     key_id, api_key = await store.issue_api_key(tenant_id, body.name)
     return json_response(

@@ -50,6 +50,7 @@ from herald_gateway.context import (
     TENANT_CACHE,
     TOPICS,
 )
+from herald_gateway.deadlines import body_deadline_middleware
 from herald_gateway.openapi import document
 from herald_gateway.problems import json_response, problem_middleware
 from herald_gateway.settings import GatewaySettings
@@ -122,10 +123,14 @@ async def _openapi(_request: web.Request) -> web.Response:
     return json_response(document())
 
 
+async def _admin_openapi(_request: web.Request) -> web.Response:
+    return json_response(document(admin=True))
+
+
 def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+        middlewares=[metrics_middleware, problem_middleware, auth_middleware, body_deadline_middleware],
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = lifecycle
@@ -136,8 +141,9 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     app[TENANT_CACHE] = TTLCache(settings.api_key_cache_s)
     quota.add_to(app)
     app.cleanup_ctx.append(_clients)
-    add_health_routes(app, lifecycle)
+    add_health_routes(app, lifecycle, metrics=False)  # /metrics only on HERALD_HEALTH_PORT
     app.router.add_get("/v1/openapi.json", _openapi)
+    app.router.add_get("/admin/v1/openapi.json", _admin_openapi)
     admin.add_routes(app)
     resources.add_routes(app)
     notifications.add_routes(app)

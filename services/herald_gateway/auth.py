@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 from herald_gateway.context import KEY_CACHE, SETTINGS, STORE, TENANT_ID
 from herald_gateway.problems import ProblemError
 
-_PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/v1/openapi.json"})
+_PUBLIC = frozenset({"/healthz", "/readyz", "/v1/openapi.json"})
 _RECEIPTS = "/v1/receipts/"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="herald"'}
 

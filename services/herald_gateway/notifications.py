@@ -15,6 +15,7 @@ from herald_common.intake import (
     IdempotencyRejected,
     LaneNotAllowed,
     QueueUnavailable,
+    RecordTooLarge,
     Submission,
 )
 from herald_common.schemas import NotificationBatch, NotificationIn
@@ -34,6 +35,21 @@ def _admit(app: web.Application, tenant_id: str) -> Admit:
         await quota.take(app, tenant_id, n, lane)
 
     return admit
+
+
+def _too_large(exc: RecordTooLarge, field: str) -> ProblemError:
+    """413: a size error is permanent (retrying the same request can never succeed)."""
+    errors = [
+        {
+            "field": field.format(i=i),
+            "message": f"is {size} bytes as a queue record; the limit is {exc.limit}",
+        }
+        for i, size in sorted(exc.sizes.items())
+    ]
+    detail = (
+        f"the notification is larger than a queue record may be ({exc.limit} bytes); nothing was accepted"
+    )
+    return ProblemError(413, detail, errors=errors or None)
 
 
 def _rejected(exc: IdempotencyRejected, field: str) -> ProblemError:
@@ -68,6 +84,8 @@ async def create(request: web.Request) -> web.Response:
         raise _rejected(IdempotencyRejected([exc]), field) from None
     except LaneNotAllowed as exc:
         raise _lane_refused(exc, "lane") from None
+    except RecordTooLarge as exc:
+        raise _too_large(exc, "(body)") from None
     except QueueUnavailable as exc:
         raise ProblemError(503, _QUEUE_DOWN, headers={"Retry-After": "1"}) from exc
     payload = orjson.dumps(accepted.body())
@@ -90,6 +108,8 @@ async def create_batch(request: web.Request) -> web.Response:
         raise _rejected(exc, "notifications[{i}].idempotency_key") from None
     except LaneNotAllowed as exc:
         raise _lane_refused(exc, f"notifications[{exc.index}].lane") from None
+    except RecordTooLarge as exc:
+        raise _too_large(exc, "notifications[{i}]") from None
     except QueueUnavailable as exc:
         raise ProblemError(503, _QUEUE_DOWN, headers={"Retry-After": "1"}) from exc
     results: list[dict[str, Any]] = [

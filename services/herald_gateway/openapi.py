@@ -205,8 +205,10 @@ def _close_pattern_maps(node: Any) -> None:
             _close_pattern_maps(child)
 
 
-@lru_cache(maxsize=1)
-def document() -> dict[str, Any]:
+@lru_cache(maxsize=2)
+def document(admin: bool = False) -> dict[str, Any]:
+    """The API's OpenAPI document: the tenant API (``GET /v1/openapi.json``, public), or with the admin
+    API too (``GET /admin/v1/openapi.json``, admin token only)."""
     _, schemas = models_json_schema(
         [(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}"
     )
@@ -217,6 +219,8 @@ def document() -> dict[str, Any]:
     components["NotificationStatus"] = _STATUS
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, model, status, auth in _OPERATIONS:
+        if auth == "admin" and not admin:
+            continue
         params = [
             {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
             for part in path.replace(":", "/").split("/")
@@ -267,7 +271,11 @@ def document() -> dict[str, Any]:
             "schemas": components,
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "a tenant API key"},
-                "adminToken": {"type": "http", "scheme": "bearer", "description": "HERALD_ADMIN_TOKEN"},
+                **(
+                    {"adminToken": {"type": "http", "scheme": "bearer", "description": "HERALD_ADMIN_TOKEN"}}
+                    if admin
+                    else {}
+                ),
             },
         },
     }

@@ -6,6 +6,11 @@ verifies the request before anything is read from it (SendGrid: the signed Event
 deduplicated by event id (``SET NX`` with a TTL on ``{prefix}:receipt:<provider>:<id>``) and turned
 into status events on ``<prefix>.status`` that the tracker folds, plus suppressions.
 
+A signature says who sent the request, not that what it names is true: a receipt is applied only when
+its notification id was issued to the tenant it names (ids are signed per tenant), no longer ago than
+``HERALD_RECEIPT_MAX_AGE_S``, and its delivery id is that notification's delivery to the address the
+provider names. Others are refused (counted in ``refused``, logged with masked ids, never applied).
+
 The dedupe key is set before the effects and removed again if they fail (the provider retries on a
 5xx), so a replayed receipt changes nothing and a failed one is not lost. Events a parser does not
 map (processed, deferred, open, click, sent, queued) are acknowledged and ignored.
@@ -14,15 +19,16 @@ map (processed, deferred, open, click, sent, queued) are acknowledged and ignore
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import structlog
 from aiohttp import web
 
 from herald_common import metrics
-from herald_common.ids import partition_key
+from herald_common.ids import NotificationIds, delivery_id, partition_key
 from herald_common.logging import mask
-from herald_gateway.context import KEYS, PRODUCER, REDIS, SETTINGS, STORE, TOPICS
+from herald_gateway.context import IDS, KEYS, PRODUCER, REDIS, SETTINGS, STORE, TOPICS
 from herald_gateway.problems import ProblemError, json_response
 from herald_providers.config import ReceiptSettings
 from herald_providers.receipts import Receipt, ReceiptRefused
@@ -48,8 +54,39 @@ async def receive(request: web.Request) -> web.Response:
     return await _apply(request, provider, parsed.receipts, received=parsed.received)
 
 
+def untrusted(r: Receipt, ids: NotificationIds, max_age_s: float, now: float | None = None) -> str | None:
+    """Why the ids a receipt names cannot be trusted (None when they can)."""
+    if r.ids is None or r.ids.tenant != r.tenant_id:
+        return "no ids"
+    issued_at = ids.issued_at(r.ids.notification, r.tenant_id)
+    if issued_at is None:
+        return "notification not issued to that tenant"
+    age = (time.time() if now is None else now) - issued_at
+    if not -300 <= age <= max_age_s:
+        return "stale"
+    if r.channel is not None and r.address is not None:
+        candidates = {r.address, r.address.lower()}
+        if not any(delivery_id(r.ids.notification, r.channel, a) == r.ids.delivery for a in candidates):
+            return "delivery not of that notification and address"
+    elif r.suppress is not None:
+        return "no address to check the delivery against"
+    return None
+
+
 async def _apply(request: web.Request, provider: str, receipts: list[Receipt], received: int) -> web.Response:
     app = request.app
+    trusted: list[Receipt] = []
+    for r in receipts:
+        why = untrusted(r, app[IDS], app[SETTINGS].receipt_max_age_s)
+        if why is None:
+            trusted.append(r)
+        else:
+            log.warning(
+                "receipt refused", provider=provider, tenant=r.tenant_id, why=why, receipt=r.event_id[:80]
+            )
+    refused = len(receipts) - len(trusted)
+    metrics.RECEIPTS.labels(provider, "refused").inc(refused)
+    receipts = trusted
     redis, keys = app[REDIS], app[KEYS]
     ttl = app[SETTINGS].receipt_dedupe_ttl_s
     seen_keys = [keys.receipt_seen(provider, r.event_id) for r in receipts]
@@ -90,5 +127,10 @@ async def _apply(request: web.Request, provider: str, receipts: list[Receipt], r
     metrics.RECEIPTS.labels(provider, "applied").inc(len(fresh))
     metrics.RECEIPTS.labels(provider, "duplicate").inc(len(receipts) - len(fresh))
     return json_response(
-        {"received": received, "applied": len(fresh), "duplicates": len(receipts) - len(fresh)}
+        {
+            "received": received,
+            "applied": len(fresh),
+            "duplicates": len(receipts) - len(fresh),
+            "refused": refused,
+        }
     )

@@ -89,7 +89,7 @@ async def delete_template(request: web.Request) -> web.Response:
 
 async def preview_template(request: web.Request) -> web.Response:
     template = await _template(request)
-    body: PreviewIn = await _body(request, PreviewIn) if request.can_read_body else PreviewIn()
+    body: PreviewIn = await _body(request, PreviewIn) if request.body_exists else PreviewIn()
     tenant = await request.app[STORE].get_tenant(request[TENANT_ID])
     context = template_context(
         tenant_id=request[TENANT_ID], tenant=tenant, data=body.data, contact=body.contact

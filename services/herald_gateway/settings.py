@@ -16,7 +16,21 @@ class GatewaySettings(CommonSettings, ReceiptSettings, TargetSettings):
         5 * 1024 * 1024,
         ge=1024,
         le=64 * 1024 * 1024,
-        description="larger request bodies are refused with 413",
+        description="larger request bodies are refused with 413 (a batch's limit; each notification "
+        "must also fit in one queue record of 1 MiB, else 413 too)",
+    )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a request's line and headers must be complete within this many seconds of the "
+        "connection opening or the previous response (also the idle keep-alive timeout)",
+    )
+    http_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a request body must arrive in full within this many seconds (else 408)",
     )
     api_key_cache_s: float = Field(5.0, ge=0, le=300, description="how long a resolved API key is cached")
     tenant_default_rate_per_s: float = Field(

@@ -17,8 +17,9 @@ from herald_common import metrics
 from herald_common import policy as codes
 from herald_common.cache import TTLCache
 from herald_common.channels import spec
+from herald_common.fields import header_problem
 from herald_common.ids import delivery_id, partition_key
-from herald_common.kafka import PoisonRecord
+from herald_common.kafka import MAX_RECORD_BYTES, PoisonRecord, record_size
 from herald_common.schemas import (
     ChannelContent,
     Contact,
@@ -36,6 +37,42 @@ from herald_router.policy import RouterPolicy, was_deferred
 from herald_router.routing import plan_channels
 
 log = structlog.get_logger()
+
+
+def _bound(value: object) -> int:
+    """An upper bound of ``value``'s JSON size: at most 6 bytes per character (``\\u00XX``)."""
+    if isinstance(value, str):
+        return 6 * len(value) + 2
+    if isinstance(value, dict):
+        return sum(_bound(k) + _bound(v) + 2 for k, v in value.items()) + 2
+    if isinstance(value, list):
+        return sum(_bound(v) + 1 for v in value) + 2
+    return 32
+
+
+def _too_large(deliveries: list[Delivery], rendered: dict[str, object], key: bytes) -> str | None:
+    """The ``too_large`` reason when a delivery's record would be over the producer's limit (a size
+    error is permanent: produced, it would be retried forever). Exact sizes are computed only when a
+    cheap upper bound of the rendered content does not already fit."""
+    if _bound(rendered) + len(key) + 8192 <= MAX_RECORD_BYTES:  # 8 KB: the envelope, ids and address
+        return None
+    for d in deliveries:
+        size = record_size(key, orjson.dumps(d.model_dump(exclude_none=True)))
+        if size > MAX_RECORD_BYTES:
+            return (
+                f"too_large: the rendered {d.channel} message is {size} bytes as a record; "
+                f"a record holds at most {MAX_RECORD_BYTES}"
+            )
+    return None
+
+
+def _bad_header(channel: str, rendered: dict[str, object]) -> str | None:
+    """The ``invalid_header`` reason when a rendered header field (an email subject rendered from
+    ``data``, say) holds a control character: a CR/LF there would inject headers of its own."""
+    for name in spec(channel).header_fields:
+        if (problem := header_problem(rendered.get(name))) is not None:
+            return f"invalid_header: the rendered {name} {problem}"
+    return None
 
 
 class Router:
@@ -149,22 +186,34 @@ class Router:
                 continue
             if tenant is not None:
                 rendered.update(spec(plan.channel).identity(tenant))
-            for address in plan.addresses:
-                out.append(
-                    Delivery(
-                        delivery_id=delivery_id(req.id, plan.channel, address),
-                        notification_id=req.id,
-                        tenant_id=req.tenant_id,
-                        channel=plan.channel,
-                        lane=req.lane,
-                        to=address,
-                        content=rendered,
-                        accepted_at=req.accepted_at,
-                        expires_at=req.expires_at,
-                        cancellation_key=req.cancellation_key,
-                        contact_id=req.to.contact_id,
-                    )
+            if (bad_header := _bad_header(plan.channel, rendered)) is not None:
+                metrics.ROUTED.labels(plan.channel, "failed").inc()
+                out.append(self._status(req, "failed", channel=plan.channel, reason=bad_header))
+                continue
+            deliveries = [
+                Delivery(
+                    delivery_id=delivery_id(req.id, plan.channel, address),
+                    notification_id=req.id,
+                    tenant_id=req.tenant_id,
+                    channel=plan.channel,
+                    lane=req.lane,
+                    to=address,
+                    content=rendered,
+                    accepted_at=req.accepted_at,
+                    expires_at=req.expires_at,
+                    cancellation_key=req.cancellation_key,
+                    contact_id=req.to.contact_id,
                 )
+                for address in plan.addresses
+            ]
+            if (
+                too_large := _too_large(deliveries, rendered, partition_key(req.tenant_id, recipient))
+            ) is not None:
+                bound.warning("rendered message over the record limit", channel=plan.channel)
+                metrics.ROUTED.labels(plan.channel, "failed").inc()
+                out.append(self._status(req, "failed", channel=plan.channel, reason=too_large))
+                continue
+            out.extend(deliveries)
             metrics.ROUTED.labels(plan.channel, "routed").inc()
             if self.report_queued:
                 out.append(self._status(req, "queued", channel=plan.channel))

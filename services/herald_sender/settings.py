@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator
 
 from herald_common.settings import Channel, ConsumerSettings, Lane
@@ -30,8 +32,15 @@ class SenderSettings(ConsumerSettings, ProviderSettings):
     )
     smtp_username: str | None = Field(None, description="SMTP AUTH user; unset sends without auth")
     smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password")
-    smtp_starttls: bool = Field(False, description="upgrade with STARTTLS after connecting")
-    smtp_use_tls: bool = Field(False, description="implicit TLS (port 465 style)")
+    smtp_starttls: bool = Field(
+        False,
+        description="require STARTTLS with a verified certificate (default: STARTTLS whenever the "
+        "server offers it, unverified)",
+    )
+    smtp_use_tls: bool = Field(False, description="implicit TLS (port 465 style), certificate verified")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the SMTP server's certificate"
+    )
     smtp_pool_size: int = Field(8, ge=1, le=256, description="persistent SMTP connections per process")
     smtp_timeout_s: float = Field(15.0, gt=0, le=300, description="timeout of one SMTP command")
     email_from: str = Field("no-reply@herald.local", description="From address when the tenant sets none")

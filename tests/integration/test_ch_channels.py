@@ -5,6 +5,7 @@ the FCM peer, email over the SendGrid peer (micro-batched), and the receipts tho
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from herald_dev.infra import free_port
 from herald_gateway.main import serve as serve_gateway
 from herald_gateway.settings import GatewaySettings
 from herald_providers.twilio import compute_signature
+from herald_providers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_event_payload
 from herald_router.main import serve as serve_router
 from herald_router.settings import RouterSettings
 from herald_scheduler.main import serve as serve_scheduler
@@ -31,6 +33,7 @@ from tests.harness import ADMIN_TOKEN, Api, Env, eventually, running
 from tests.integration.channel_support import (
     TWILIO_TOKEN,
     Peers,
+    phone,
     provider_peers,
     scheduler_settings,
     sender_settings,
@@ -203,7 +206,7 @@ async def test_replayed_receipt_changes_nothing(stack: Stack) -> None:
 
     status, result = await stack.api.call("POST", "/v1/receipts/sendgrid", data=body, headers=headers)
     # processed (ignored) and delivered (a duplicate): nothing applied
-    assert status == 200 and result == {"received": 2, "applied": 0, "duplicates": 1}
+    assert status == 200 and result == {"received": 2, "applied": 0, "duplicates": 1, "refused": 0}
     await asyncio.sleep(0.3)  # a wrongly applied replay would show by now
     _, doc = await stack.api.call("GET", f"/v1/notifications/{nid}")
     assert doc["channels"]["email"]["status"] == "bounced"
@@ -266,3 +269,72 @@ async def test_identical_emails_are_batched_into_few_sendgrid_requests(stack: St
     assert len(requests) < len(addresses) / 2
     assert max(len(r["personalizations"]) for r in requests) > 1
     assert sorted(m["to"] for m in stack.peers.sendgrid.messages if m["to"] in addresses) == sorted(addresses)
+
+
+async def _new_tenant(stack: Stack) -> tuple[str, str]:
+    """(tenant id, api key) of a new tenant."""
+    status, tenant = await stack.api.call("POST", "/admin/v1/tenants", {"name": "T"}, token=ADMIN_TOKEN)
+    assert status == 201
+    status, key = await stack.api.call(
+        "POST", f"/admin/v1/tenants/{tenant['id']}/api-keys", {"name": "k"}, token=ADMIN_TOKEN
+    )
+    assert status == 201
+    return tenant["id"], key["api_key"]
+
+
+async def _twilio_callback(stack: Stack, query: dict[str, str], form: dict[str, str]) -> tuple[int, Any]:
+    url = f"{stack.base}/v1/receipts/twilio?" + "&".join(f"{k}={v}" for k, v in query.items())
+    headers = {"X-Twilio-Signature": compute_signature(TWILIO_TOKEN, url, form)}
+    async with stack.api.http.post(url, data=form, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def _sms(stack: Stack, key: str, phone: str) -> str:
+    body = {"to": {"phone": phone}, "content": {"sms": {"text": "Doors open at 8"}}}
+    status, accepted = await stack.api.call("POST", "/v1/notifications", body, token=key)
+    assert status == 202, accepted
+    return str(accepted["id"])
+
+
+async def test_signed_receipts_naming_ids_not_issued_to_that_tenant_are_refused(stack: Stack) -> None:
+    tenant_a, key_a = await _new_tenant(stack)
+    tenant_b, key_b = await _new_tenant(stack)
+    phone_a, victim = phone(901), phone(902)
+    nid = await _sms(stack, key_a, phone_a)
+    did = delivery_id(nid, "sms", phone_a)
+    stop = {"MessageSid": f"SM{unique()}", "MessageStatus": "failed", "ErrorCode": "21610", "To": victim}
+    forged = [
+        {"tenant": tenant_b, "notification": "n_" + "0" * 39, "delivery": "d_" + "0" * 32},  # made up
+        {"tenant": tenant_b, "notification": nid, "delivery": did},  # another tenant's notification
+        {"tenant": tenant_a, "notification": nid, "delivery": did},  # not the delivery to that number
+    ]
+    for i, query in enumerate(forged):
+        status, result = await _twilio_callback(stack, query, {**stop, "MessageSid": f"SM{i}{unique()}"})
+        assert status == 200 and result["refused"] == 1 and result["applied"] == 0, (query, result)
+    # nothing was suppressed: both tenants still reach the number
+    for key in (key_a, key_b):
+        sent = await _sms(stack, key, victim)
+        status, doc = 0, {}
+        for _ in range(150):
+            status, doc = await stack.api.call("GET", f"/v1/notifications/{sent}", token=key)
+            if doc.get("channels", {}).get("sms", {}).get("status") in ("sent", "delivered", "suppressed"):
+                break
+            await asyncio.sleep(0.1)
+        assert doc["channels"]["sms"]["status"] in ("sent", "delivered"), doc
+    # and the genuine callback for the genuine delivery still applies
+    _, doc = await stack.api.call("GET", f"/v1/notifications/{nid}", token=key_a)
+    assert doc["channels"]["sms"]["status"] in ("sent", "delivered"), doc
+
+
+async def test_sendgrid_events_without_a_plain_unix_timestamp_are_refused(stack: Stack) -> None:
+    body = orjson.dumps([{"event": "delivered", "email": "x@example.com"}])
+    key = stack.peers.sendgrid.signing_key
+    assert key is not None
+    for timestamp in ("nan", "NaN", " 1", "1e3", str(int(time.time()) - 3600)):
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign_event_payload(key, timestamp, body),
+            TIMESTAMP_HEADER: timestamp,
+        }
+        status, problem = await stack.api.call("POST", "/v1/receipts/sendgrid", data=body, headers=headers)
+        assert status == 403, (timestamp, problem)

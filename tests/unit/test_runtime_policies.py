@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from herald_common.backoff import backoff
@@ -52,6 +57,16 @@ def test_error_policy_decides_retry_outage_dead_letter_and_drain() -> None:
     assert policy.decide(PoisonRecord("x"), 1, draining=True).action == "give_up"
 
 
+def test_permanent_produce_errors_are_dead_lettered_not_waited_out() -> None:
+    """A record over the size limit is a KafkaError but never an outage: waiting it out would hold the
+    partition's commit forever."""
+    policy = ErrorPolicy(max_attempts=8, dead_letter_topic="dlq")
+    for refused in (MessageSizeTooLargeError("big"), RecordListTooLargeError(), InvalidTopicError()):
+        decision = policy.decide(refused, 1)
+        assert (decision.action, decision.cause) == ("dead_letter", "refused")
+    assert policy.decide(KafkaConnectionError(), 1).action == "wait_out"
+
+
 def test_error_policy_without_a_dead_letter_topic_only_retries() -> None:
     policy = ErrorPolicy(max_attempts=2)
     assert policy.decide(PoisonRecord("x"), 1).action == "retry"
@@ -77,3 +92,32 @@ def test_sender_retry_policy_uses_the_same_backoff(
     assert (decision.action, decision.cause) == (action, cause)
     throttled = TransientError("throttled", provider="twilio", retry_after=20.0)
     assert policy.decide(1, throttled, now=100.0, expires_at=None).delay_s == 20.0
+
+
+def test_the_largest_ascii_email_the_content_model_allows_fits_in_one_record() -> None:
+    """The limits are aligned: an inline email at the content model's maximum (all ASCII) is a request
+    record the producer accepts, and so is its rendering as a delivery."""
+    import orjson
+
+    from herald_common.kafka import MAX_RECORD_BYTES, record_size
+    from herald_common.schemas import EmailContent
+
+    fields = EmailContent.model_json_schema()["properties"]
+    longest = {
+        name: "a"
+        * max(int(s["maxLength"]) for s in [fields[name], *fields[name].get("anyOf", [])] if "maxLength" in s)
+        for name in ("subject", "html", "text")
+    }
+    record = {"id": "n_" + "0" * 40, "tenant_id": "t" * 128, "lane": "transactional", "accepted_at": 1.0}
+    value = orjson.dumps(
+        {**record, "to": {"email": "a" * 64 + "@example.com"}, "content": {"email": longest}}
+    )
+    assert record_size(b"k" * 256, value) <= MAX_RECORD_BYTES
+
+
+async def test_every_producer_states_the_record_limit() -> None:
+    from herald_common.kafka import MAX_RECORD_BYTES, make_producer
+    from herald_common.settings import CommonSettings
+
+    producer = make_producer(CommonSettings(kafka_bootstrap="127.0.0.1:1"))  # type: ignore[call-arg]
+    assert producer._max_request_size == MAX_RECORD_BYTES

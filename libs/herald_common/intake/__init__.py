@@ -13,8 +13,10 @@ deterministic one) and gets back, per request, the accepted id and lane. In orde
 3. **Admission**: the caller's optional ``admit(count, lane)`` (the gateway's per-tenant quota) for the
    requests that will be produced; it may raise to refuse them (reservations are released).
 4. **Produce** with acks=all, keyed by tenant and recipient (per-recipient order): one record with
-   ``send_and_wait``, many with :func:`~herald_common.kafka.produce_many`. A produce that fails
-   releases the reservations and raises :class:`QueueUnavailable`; nothing was accepted.
+   ``send_and_wait``, many with :func:`~herald_common.kafka.produce_many`. A request whose record
+   would be over :data:`~herald_common.kafka.MAX_RECORD_BYTES` raises :class:`RecordTooLarge` before
+   anything is produced (a size error is permanent, not an outage). A produce that fails releases
+   the reservations and raises :class:`QueueUnavailable`; nothing was accepted.
 5. The results are stored under their keys for the TTL, then returned.
 
 It knows nothing about HTTP: the gateway maps the exceptions to problem documents.
@@ -44,7 +46,7 @@ from herald_common.intake.idempotency import (
     IdempotencyStore,
     fingerprint,
 )
-from herald_common.kafka import produce_many
+from herald_common.kafka import MAX_RECORD_BYTES, SIZE_ERRORS, produce_many, record_size
 from herald_common.redisio import Keys
 from herald_common.schemas import NotificationIn, NotificationRequest, Tenant
 from herald_common.settings import Lane
@@ -63,6 +65,7 @@ __all__ = [
     "Intake",
     "LaneNotAllowed",
     "QueueUnavailable",
+    "RecordTooLarge",
     "Submission",
     "fingerprint",
 ]
@@ -83,6 +86,17 @@ class LaneNotAllowed(Exception):
             "categories may; others travel on the bulk lane)"
         )
         self.category, self.index = category, index
+
+
+class RecordTooLarge(Exception):
+    """Some requests would be records over the queue's size limit (``sizes``: request index → bytes;
+    empty when the broker refused the write for its size): nothing was produced, and retrying the
+    same request can never succeed."""
+
+    def __init__(self, sizes: dict[int, int]) -> None:
+        super().__init__(f"records over {MAX_RECORD_BYTES} bytes: {sizes}")
+        self.sizes = sizes
+        self.limit = MAX_RECORD_BYTES
 
 
 class IdempotencyRejected(Exception):
@@ -155,6 +169,9 @@ class Intake:
             if fresh and admit is not None:
                 await admit(len(fresh), "transactional" if "transactional" in lanes else "bulk")
             produced = await self._produce(tenant_id, [submissions[i] for i in fresh], lanes)
+        except RecordTooLarge as exc:
+            await self.idempotency.release(list(claims.values()))
+            raise RecordTooLarge({fresh[i]: size for i, size in exc.sizes.items()}) from None
         except BaseException:
             await self.idempotency.release(list(claims.values()))
             raise
@@ -241,7 +258,8 @@ class Intake:
         now = time.time()
         per_topic: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
         accepted: list[Accepted] = []
-        for s, lane in zip(submissions, lanes, strict=True):
+        too_large: dict[int, int] = {}
+        for i, (s, lane) in enumerate(zip(submissions, lanes, strict=True)):
             n = s.request
             # Already validated as NotificationIn: construct without validating a second time.
             req = NotificationRequest.model_construct(
@@ -261,16 +279,24 @@ class Intake:
                 cancellation_key=n.cancellation_key,
             )
             recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
-            per_topic[self.topics.requests(lane)].append(
-                (partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode())
-            )
+            key, value = partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode()
+            if (
+                len(key) + len(value) > MAX_RECORD_BYTES - 512
+                and (size := record_size(key, value)) > MAX_RECORD_BYTES
+            ):
+                too_large[i] = size
+            per_topic[self.topics.requests(lane)].append((key, value))
             accepted.append(Accepted(req.id, lane))
+        if too_large:
+            raise RecordTooLarge(too_large)
         try:
             if len(accepted) == 1:
                 ((topic, ((key, value),)),) = per_topic.items()
                 await self.producer.send_and_wait(topic, value, key=key)
             else:
                 await asyncio.gather(*(produce_many(self.producer, t, recs) for t, recs in per_topic.items()))
+        except SIZE_ERRORS as exc:  # the broker's own limit is lower than ours
+            raise RecordTooLarge({}) from exc
         except KafkaError as exc:
             raise QueueUnavailable(f"the queue did not acknowledge the write ({type(exc).__name__})") from exc
         for a in accepted:

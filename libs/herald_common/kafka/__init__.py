@@ -16,6 +16,7 @@ from herald_common.kafka.deadletter import (
     DLQ_DELIVERY_ID,
     DLQ_REASON,
     DLQ_SOURCE_TOPIC,
+    DLQ_VALUE_DROPPED,
     Cause,
     DeadLetters,
 )
@@ -27,7 +28,16 @@ from herald_common.kafka.policies import (
     ErrorPolicy,
     PoisonRecord,
 )
-from herald_common.kafka.producer import crc32_partitioner, make_producer, produce_many
+from herald_common.kafka.producer import (
+    MAX_RECORD_BYTES,
+    PERMANENT_PRODUCE_ERRORS,
+    SIZE_ERRORS,
+    crc32_partitioner,
+    fits,
+    make_producer,
+    produce_many,
+    record_size,
+)
 from herald_common.kafka.runner import ConsumerRunner, Handler, Record
 
 __all__ = [
@@ -35,6 +45,10 @@ __all__ = [
     "DLQ_DELIVERY_ID",
     "DLQ_REASON",
     "DLQ_SOURCE_TOPIC",
+    "DLQ_VALUE_DROPPED",
+    "MAX_RECORD_BYTES",
+    "PERMANENT_PRODUCE_ERRORS",
+    "SIZE_ERRORS",
     "Backpressure",
     "Cause",
     "CommitPolicy",
@@ -48,6 +62,8 @@ __all__ = [
     "Record",
     "crc32_partitioner",
     "create_topics",
+    "fits",
     "make_producer",
     "produce_many",
+    "record_size",
 ]

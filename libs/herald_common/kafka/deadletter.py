@@ -17,14 +17,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
+from herald_common.kafka.producer import SIZE_ERRORS
 
 DLQ_SOURCE_TOPIC = "x-herald-source-topic"  # where the record came from: where a replay sends it back
 DLQ_REASON = "x-herald-reason"  # why it was given up on
 DLQ_ATTEMPTS = "x-herald-attempts"  # attempts made, where the writer counted them (the sender)
 DLQ_DELIVERY_ID = "x-herald-delivery-id"  # the delivery a sender gave up on
+DLQ_VALUE_DROPPED = "x-herald-value-dropped"  # the value was too large to keep beside the headers
 
-# poison: unreadable input; attempts_exhausted: failed on every attempt; expired: due after expires_at
-Cause = Literal["poison", "attempts_exhausted", "expired"]
+# poison: unreadable input; attempts_exhausted: failed on every attempt; expired: due after expires_at;
+# refused: what handling it produced was refused for good (a record over the size limit, say)
+Cause = Literal["poison", "attempts_exhausted", "expired", "refused"]
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -53,7 +56,13 @@ class DeadLetters:
             (DLQ_SOURCE_TOPIC, source_topic.encode()),
             (DLQ_REASON, reason[:500].encode()),
         ]
-        await self.producer.send_and_wait(self.topic, value, key=key, headers=all_headers)
+        try:
+            await self.producer.send_and_wait(self.topic, value, key=key, headers=all_headers)
+        except SIZE_ERRORS:
+            # a record just under the limit plus these headers is over it: keep the headers (what, why,
+            # where from), say the value was dropped, and let the partition move on
+            dropped = [*all_headers, (DLQ_VALUE_DROPPED, str(len(value or b"")).encode())]
+            await self.producer.send_and_wait(self.topic, None, key=key, headers=dropped)
         metrics.DEAD_LETTERS.labels(self.service, cause).inc()
 
     async def write_record(self, rec: ConsumerRecord, *, reason: str, cause: Cause) -> None:

@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald_common.backoff import backoff
 from herald_common.kafka.deadletter import Cause
+from herald_common.kafka.producer import PERMANENT_PRODUCE_ERRORS
 
 
 class PoisonRecord(Exception):
@@ -75,6 +76,9 @@ class ErrorPolicy:
 
     - While the process drains nothing is waited out: give up, the record stays uncommitted.
     - :class:`PoisonRecord` (unreadable input) is dead-lettered at once.
+    - A permanent produce error (a record over the size limit, an invalid topic: aiokafka's
+      ``MessageSizeTooLargeError`` and the like, :data:`PERMANENT_PRODUCE_ERRORS`) is not an outage,
+      however much it is a ``KafkaError``: the record is dead-lettered at once (cause ``refused``).
     - An outage of what the handler depends on (Redis or Kafka unreachable, timeouts) is waited out
       with backoff for as long as it lasts: the partition waits, nothing is dead-lettered.
     - Any other error is retried with backoff; attempt ``max_attempts`` failing dead-letters the
@@ -97,8 +101,13 @@ class ErrorPolicy:
     def delay(self, attempt: int) -> float:
         return backoff(attempt, base_s=self.base_delay_s, max_s=self.max_delay_s)
 
+    permanent: tuple[type[BaseException], ...] = PERMANENT_PRODUCE_ERRORS
+
+    def is_permanent(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.permanent)
+
     def is_outage(self, exc: BaseException) -> bool:
-        return isinstance(exc, self.outages)
+        return isinstance(exc, self.outages) and not self.is_permanent(exc)
 
     def decide(self, exc: BaseException, attempt: int, *, draining: bool = False) -> Decision:
         if draining:
@@ -107,6 +116,9 @@ class ErrorPolicy:
         if isinstance(exc, PoisonRecord):
             if can_dead_letter:
                 return Decision("dead_letter", cause="poison")
+        elif self.is_permanent(exc):
+            if can_dead_letter:
+                return Decision("dead_letter", cause="refused")
         elif self.is_outage(exc):
             return Decision("wait_out", self.delay(attempt))
         elif attempt >= self.max_attempts and can_dead_letter:

@@ -9,9 +9,51 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+    UnsupportedVersionError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from herald_common.kafka.security import client_options
 from herald_common.settings import CommonSettings
+
+# The largest record (key, value and headers as the producer sizes them) any Herald producer writes: the
+# producer's ``max_request_size``, and at most what the broker accepts (Kafka's ``message.max.bytes``
+# defaults to 1 MiB plus a batch header). Every limit upstream is derived from it: the gateway refuses a
+# notification whose request record would be larger (413), the content models' longest fields fit in it
+# (an all-ASCII email at its maximum html + text + subject is ~1,000 KB), and the router fails a channel
+# whose rendered delivery would be larger (reason ``too_large``) instead of producing it.
+MAX_RECORD_BYTES = 1024 * 1024
+
+# Produce errors that no retry can cure: the record (or the request) is refused as it is. They are not
+# outages; a consumer dead-letters the record that caused them instead of waiting forever.
+SIZE_ERRORS: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+PERMANENT_PRODUCE_ERRORS: tuple[type[Exception], ...] = (
+    *SIZE_ERRORS,
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+    UnsupportedVersionError,
+)
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> int:
+    """The size the producer gives a record when it checks it against ``max_request_size``."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers)))
+
+
+def fits(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> bool:
+    return record_size(key, value, headers) <= MAX_RECORD_BYTES
 
 
 def crc32_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
@@ -29,6 +71,7 @@ def make_producer(settings: CommonSettings, **overrides: object) -> AIOKafkaProd
         "acks": "all",
         "linger_ms": 2,
         "max_batch_size": 256 * 1024,
+        "max_request_size": MAX_RECORD_BYTES,
         "request_timeout_ms": 15_000,
         "client_id": "herald",
     }
