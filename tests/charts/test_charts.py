@@ -76,6 +76,7 @@ def test_values_schema_docs_compose_dockerfile_and_dashboard_pass() -> None:
     assert cc.dashboard_errors() == []
 
 
+@pytest.mark.slow  # renders every scenario again; `make charts` runs the same in CI
 def test_main_reports_success(capsys: pytest.CaptureFixture[str]) -> None:
     assert cc.main([]) == 0
     assert "all checks passed" in capsys.readouterr().out

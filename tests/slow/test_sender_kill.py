@@ -21,7 +21,7 @@ from herald_tracker.settings import TrackerSettings
 from tests.conftest import Infra, unique
 from tests.harness import ADMIN_TOKEN, Api, Env, eventually, herald_process, running
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(120)]
 
 N = 300
 
