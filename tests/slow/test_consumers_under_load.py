@@ -205,7 +205,7 @@ async def test_gateway_killed_mid_load_every_acknowledged_request_is_delivered_o
     the gateway SIGKILLed mid-load and restarted, every member gets exactly one email."""
     async with load_stack(infra, tmp_path) as ld:
         port = free_port()
-        genv = ld.env.environ(http_port=port, admin_token=ADMIN_TOKEN, health_port=port)
+        genv = ld.env.environ(http_port=port, admin_token=ADMIN_TOKEN, health_port=free_port())
         gateway = herald_process("gateway-1", ["gateway"], genv, tmp_path / "gateway-1.log")
         sender, _ = ld.sender("sender")
         base = f"http://127.0.0.1:{port}"
