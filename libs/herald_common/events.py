@@ -89,7 +89,11 @@ class RelativeDelay(Strict):
 
 
 class TriggerRule(Strict):
-    template_id: Identifier
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["template_id"]}, {"required": ["cancels"]}]}
+    )
+
+    template_id: Identifier | None = Field(None, description="what the rule sends (it may only cancel)")
     channels: list[Channel] | None = Field(
         None, min_length=1, max_length=3, description="in order of preference; default: the template's"
     )
@@ -109,6 +113,17 @@ class TriggerRule(Strict):
         None,
         description='CEL giving the key put on the notification, e.g. "booking:" + event.data.booking_id',
     )
+    cancels: Source | None = Field(
+        None,
+        description="CEL giving a cancellation key: when the rule matches, the tenant's pending "
+        'notifications carrying it are cancelled, e.g. "booking:" + event.data.booking_id',
+    )
+
+    @model_validator(mode="after")
+    def _does_something(self) -> TriggerRule:
+        if self.template_id is None and self.cancels is None:
+            raise ValueError("a rule sends a template_id, cancels a key, or both")
+        return self
 
 
 class TriggerIn(Strict):
@@ -133,6 +148,7 @@ Reason = Literal[
     "no_reachable_channel",  # routing first: no channel has an address the contact has not opted out of
     "delay_error",  # a relative delay's field is missing or not a timestamp
     "cancellation_key_error",
+    "cancelled",  # a cancels-only rule matched: pending notifications with its key were cancelled
 ]
 
 
@@ -144,6 +160,8 @@ class Decision(Wire):
     channels: list[str] | None = None
     send_at: datetime | None = None
     cancellation_key: str | None = None
+    cancels: str | None = Field(None, description="the key this rule cancelled")
+    cancelled: list[str] | None = Field(None, description="notifications it cancelled while they waited")
     error: str | None = None
 
 

@@ -113,7 +113,8 @@ async def accept(
             trigger = triggers.get(event.type)
             nids = [
                 rule_notification_id(app[IDS], tenant_id, record.id, now, r)
-                for r in range(len(trigger.rules) if trigger else 0)
+                for r, rule in enumerate(trigger.rules if trigger else ())
+                if rule.template_id is not None  # a rule that only cancels sends nothing
             ]
             results[i] = {"id": record.id, "status": "accepted", "notification_ids": nids}
             records.append((partition_key(tenant_id, event.contact_id), record.model_dump_json().encode()))

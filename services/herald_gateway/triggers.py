@@ -18,7 +18,7 @@ EVENT_TYPE = r"{event_type:[a-z][a-z0-9_\-]{0,63}(?:\.[a-z0-9_\-]{1,64}){0,4}}"
 def expression_problems(body: TriggerIn) -> list[dict[str, str]]:
     errors = []
     for i, rule in enumerate(body.rules):
-        for name in ("condition", "cancellation_key"):
+        for name in ("condition", "cancellation_key", "cancels"):
             source = getattr(rule, name)
             if source is None:
                 continue

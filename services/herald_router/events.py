@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pydantic
 import structlog
@@ -18,6 +19,7 @@ from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
 from herald_common.cache import TTLCache
+from herald_common.cancel import announce, cancel_by_key, cancelled_events
 from herald_common.conditions import ExpressionCache, ExpressionError, contact_variables
 from herald_common.events import (
     Decision,
@@ -127,16 +129,18 @@ class EventRouter:
             due = send_at(rule, event)
         except DelayError as exc:
             return decision.model_copy(update={"reason": "delay_error", "error": str(exc)})
-        key = None
-        if rule.cancellation_key is not None:
-            try:
-                key = self.expressions.get((*cache_key, "key"), rule.cancellation_key).text(variables)
-                if not _KEY.match(key):
-                    raise ExpressionError(f"{key[:50]!r} is not a valid cancellation key")
-            except ExpressionError as exc:
-                return decision.model_copy(
-                    update={"reason": "cancellation_key_error", "error": str(exc)[:500]}
-                )
+        try:
+            key = self._key(cache_key, "key", rule.cancellation_key, variables)
+            cancels = self._key(cache_key, "cancels", rule.cancels, variables)
+        except ExpressionError as exc:
+            return decision.model_copy(update={"reason": "cancellation_key_error", "error": str(exc)[:500]})
+        if cancels is not None:
+            decision = decision.model_copy(
+                update={"cancels": cancels, "cancelled": await self._cancel(event.tenant_id, cancels)}
+            )
+            if rule.template_id is None:
+                return decision.model_copy(update={"reason": "cancelled"})
+        assert rule.template_id is not None  # the rule model requires a template or a key to cancel
         template = await self._template(event.tenant_id, rule.template_id)
         content = template.content_for(contact.locale) if template is not None else None
         channels = choose_channels(rule.routing, rule.channels, contact, content)
@@ -157,6 +161,29 @@ class EventRouter:
         return decision.model_copy(
             update={"notification_id": nid, "channels": channels, "send_at": due, "cancellation_key": key}
         )
+
+    def _key(
+        self, cache_key: tuple[str, ...], name: str, source: str | None, variables: dict[str, Any]
+    ) -> str | None:
+        """A rule's cancellation-key expression evaluated for this event (None when it has none)."""
+        if source is None:
+            return None
+        key = self.expressions.get((*cache_key, name), source).text(variables)
+        if not _KEY.match(key):
+            raise ExpressionError(f"{key[:50]!r} is not a valid cancellation key")
+        return key
+
+    async def _cancel(self, tenant_id: str, key: str) -> list[str]:
+        """Cancel the tenant's notifications carrying ``key`` accepted before now. Events of one contact
+        are handled in order, so what an earlier event published is cancelled by a later one; those that
+        were waiting in the scheduler read ``cancelled`` at once, the others when the router or the
+        sender meets them."""
+        at = time.time()
+        ids = await cancel_by_key(self.ctx.redis, self.ctx.keys, tenant_id, key, at)
+        await announce(
+            self.ctx.producer, self.ctx.topics, cancelled_events(tenant_id, ids, at, f"cancelled by {key}")
+        )
+        return ids
 
     async def _publish(self, tenant_id: str, submission: Submission) -> None:
         """Publish once. The key used with another request means this rule already published (the

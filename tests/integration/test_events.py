@@ -264,3 +264,59 @@ async def test_the_dev_demo_event_reaches_the_demo_contact_by_email(stack: Stack
         {"type": "points.earned", "contact_id": "member-1", "data": {"points": 50}, "occurred_at": _now()},
     )
     assert (await _outcome(stack, points["id"]))["decisions"][0]["reason"] == "condition_false"
+
+
+async def test_a_cancelling_event_cancels_the_pending_reminder_of_the_same_booking(stack: Stack) -> None:
+    reminder = {
+        "template_id": "booking",
+        "channels": ["email"],
+        "delay": {"before": "PT24H", "field": "data.showtime"},
+        "cancellation_key": '"booking:" + event.data.booking_id',
+    }
+    await _setup(stack, [reminder])
+    status, body = await stack.api.call(
+        "PUT",
+        "/v1/triggers/booking.cancelled",
+        {"rules": [{"cancels": '"booking:" + event.data.booking_id'}]},
+    )
+    assert status == 200, body
+    showtime = (datetime.now(UTC) + timedelta(days=2)).isoformat()  # the reminder waits a day
+    contact = {"email": "rem@example.com"}
+    booked = await _post(
+        stack,
+        {
+            "type": "booking.confirmed",
+            "contact_id": "m-9",
+            "data": {"film": "Alien", "booking_id": "b-9", "showtime": showtime},
+            "occurred_at": _now(),
+            "contact": contact,
+        },
+    )
+    other = await _post(  # another booking of the same member: not cancelled
+        stack,
+        {
+            "type": "booking.confirmed",
+            "contact_id": "m-9",
+            "data": {"film": "Aliens", "booking_id": "b-10", "showtime": showtime},
+            "occurred_at": _now(),
+        },
+    )
+    (pending,) = booked["notification_ids"]
+    await wait_status(stack, pending, "scheduled")
+    cancel = await _post(
+        stack,
+        {
+            "type": "booking.cancelled",
+            "contact_id": "m-9",
+            "data": {"booking_id": "b-9"},
+            "occurred_at": _now(),
+        },
+    )
+    assert cancel["notification_ids"] == []  # a rule that only cancels sends nothing
+    (decision,) = (await _outcome(stack, cancel["id"]))["decisions"]
+    assert decision["reason"] == "cancelled" and decision["cancels"] == "booking:b-9"
+    assert decision["cancelled"] == [pending]
+    await wait_status(stack, pending, "cancelled")
+    status, doc = await stack.api.call("GET", f"/v1/notifications/{other['notification_ids'][0]}")
+    assert status == 200 and doc["status"] == "scheduled", doc
+    assert not [m for m in stack.smtp.snapshot() if m.rcpt_to == ["rem@example.com"]]
