@@ -97,7 +97,25 @@ class Store:
         return Contact.model_validate_json(raw) if raw else None
 
     async def delete_contact(self, tenant_id: str, contact_id: str) -> bool:
-        return bool(await self.redis.delete(self.keys.contact(tenant_id, contact_id)))
+        """Erase a member everywhere Herald keeps them in Redis: the profile, its addresses on the
+        tenant's suppression list, and its frequency-cap counters. What stays: Kafka records that carry
+        its addresses until the topics' retention removes them, delivery ledger entries (keyed by a
+        hash, holding no address) and notification statuses (no address) until their TTLs."""
+        contact = await self.get_contact(tenant_id, contact_id)
+        if contact is None:
+            return False
+        tenant = await self.get_tenant(tenant_id)
+        categories = list((tenant.frequency_caps or {}) if tenant is not None else {})
+        addresses = [a.lower() for a in (contact.email, contact.phone) if a]
+        addresses += [t.token.lower() for t in contact.push_tokens]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.contact(tenant_id, contact_id))
+            if addresses:
+                pipe.srem(self.keys.suppressions(tenant_id), *addresses)
+            for category in categories:
+                pipe.delete(self.keys.frequency(tenant_id, contact_id, category))
+            await pipe.execute()
+        return True
 
     async def remove_push_token(self, tenant_id: str, contact_id: str, token: str) -> bool:
         """Drop one push token from a contact (the provider says it is gone). Read-modify-write under

@@ -255,3 +255,26 @@ async def test_a_tenant_without_a_limit_gets_the_default_one(env: Env) -> None:
             (await api.call("POST", "/v1/notifications", _item("q@example.com")))[0] for _ in range(5)
         ]
     assert statuses[:3] == [202, 202, 202] and statuses[3:] == [429, 429]
+
+
+async def test_deleting_a_contact_erases_it_from_suppressions_and_caps(env: Env, api: Api) -> None:
+    caps = {"marketing": [{"max": 2, "per": "P1D"}]}
+    _, tenant = await api.call(
+        "POST", "/admin/v1/tenants", {"name": "Erase", "frequency_caps": caps}, token=ADMIN_TOKEN
+    )
+    _, key = await api.call("POST", f"/admin/v1/tenants/{tenant['id']}/api-keys", token=ADMIN_TOKEN)
+    api.token = key["api_key"]
+    contact = {"email": "gone@example.com", "phone": "+447911123456"}
+    assert (await api.call("PUT", "/v1/contacts/m-gone", contact))[0] == 200
+    keys, redis = Keys(env.prefix), aioredis.Redis.from_url(env.redis_url)
+    try:
+        suppressed = keys.suppressions(tenant["id"])
+        await redis.sadd(suppressed, "gone@example.com", "+447911123456", "kept@example.com")
+        await redis.zadd(keys.frequency(tenant["id"], "m-gone", "marketing"), {"n_1": 1.0})
+        assert (await api.call("DELETE", "/v1/contacts/m-gone"))[0] == 204
+        assert await redis.smembers(suppressed) == {b"kept@example.com"}
+        assert not await redis.exists(keys.frequency(tenant["id"], "m-gone", "marketing"))
+        assert (await api.call("GET", "/v1/contacts/m-gone"))[0] == 404
+        assert (await api.call("DELETE", "/v1/contacts/m-gone"))[0] == 404
+    finally:
+        await redis.aclose()
