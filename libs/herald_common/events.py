@@ -90,7 +90,12 @@ class RelativeDelay(Strict):
 
 class TriggerRule(Strict):
     model_config = ConfigDict(
-        json_schema_extra={"anyOf": [{"required": ["template_id"]}, {"required": ["cancels"]}]}
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("template_id", "cancels")
+            ]
+        }
     )
 
     template_id: Identifier | None = Field(None, description="what the rule sends (it may only cancel)")

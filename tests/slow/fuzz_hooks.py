@@ -44,7 +44,7 @@ def map_body(ctx: Any, body: Any) -> Any:
     rules = body.get("rules") if isinstance(body, dict) else None
     for rule in rules if isinstance(rules, list) else []:
         if isinstance(rule, dict):
-            for name, valid in (("condition", "true"), ("cancellation_key", '"key"')):
+            for name, valid in (("condition", "true"), ("cancellation_key", '"key"'), ("cancels", '"key"')):
                 if _admitted(rule.get(name), 1000):
                     rule[name] = valid
     return body
