@@ -92,11 +92,14 @@ async def intake(stack: BenchStack, http: aiohttp.ClientSession, base: str, seco
     async def batch_worker() -> None:
         nonlocal accepted
         while time.monotonic() < deadline:
-            async with http.post(
-                f"{base}/v1/notifications:batch", json={"notifications": items}, headers=auth
-            ) as resp:
-                await resp.read()
-                accepted += 1000 if resp.status == 202 else 0
+            try:
+                async with http.post(
+                    f"{base}/v1/notifications:batch", json={"notifications": items}, headers=auth
+                ) as resp:
+                    await resp.read()
+                    accepted += 1000 if resp.status == 202 else 0
+            except aiohttp.ClientConnectionError:
+                continue  # a pooled connection the gateway closed after its idle keep-alive: never sent
 
     started = time.monotonic()
     await asyncio.gather(*(batch_worker() for _ in range(4)))
