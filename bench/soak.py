@@ -29,7 +29,7 @@ async def _drive(
 
     async def one(n: int) -> None:
         body = {
-            "to": {"phone": "+14155550123"},
+            "to": {"phone": f"+1415555{n % 10000:04d}"},  # many members: one key would serialise
             "content": {"sms": {"text": "Your code n={{ data.n }}"}},
             "data": {"n": n},
         }
