@@ -73,6 +73,13 @@ async def run(args: argparse.Namespace) -> None:
             until = time.monotonic() + args.minutes * 60
             driver = asyncio.create_task(_drive(http, base, key, args.rate, until, accepted))
             started = time.monotonic()
+
+            async def watch() -> None:  # arrival times to within 20 ms, not to the report interval
+                while not driver.done():
+                    arrivals.poll()
+                    await asyncio.sleep(0.02)
+
+            watcher = asyncio.create_task(watch())
             while not driver.done():
                 await asyncio.sleep(args.interval)
                 arrivals.poll()
@@ -88,6 +95,7 @@ async def run(args: argparse.Namespace) -> None:
                     flush=True,
                 )
             await driver
+            await watcher
     finally:
         await stack.stop()
 
