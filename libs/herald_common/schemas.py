@@ -312,6 +312,20 @@ class WireRecipient(Wire):
     push_token: str | None = None
 
 
+class Origin(Wire):
+    """Where a notification came from, carried on its deliveries and status events so that consumers of
+    the status stream (statistics, the message log, campaign records) need no lookup. Campaigns and
+    triggers set ``campaign_id`` and ``trigger``/``event_id`` through the intake library; the router
+    fills in the rest from the request."""
+
+    contact_id: str | None = None
+    template_id: str | None = None
+    category: str | None = None
+    campaign_id: str | None = None
+    trigger: str | None = Field(None, description="the event type whose trigger decided it")
+    event_id: str | None = None
+
+
 class NotificationRequest(Wire):
     """``<prefix>.requests.<lane>``: an accepted notification, keyed by tenant and recipient."""
 
@@ -329,6 +343,19 @@ class NotificationRequest(Wire):
     expires_at: float | None = None
     send_at: float | None = None
     cancellation_key: str | None = None
+    origin: Origin | None = None
+
+    def full_origin(self) -> Origin:
+        """The origin the caller gave, completed with the request's own contact, template and category."""
+        given = self.origin
+        return Origin(
+            contact_id=self.to.contact_id,
+            template_id=self.template_id,
+            category=self.category or "transactional",
+            campaign_id=given.campaign_id if given else None,
+            trigger=given.trigger if given else None,
+            event_id=given.event_id if given else None,
+        )
 
 
 class Delivery(Wire):
@@ -348,6 +375,7 @@ class Delivery(Wire):
     contact_id: str | None = Field(
         None, description="the contact the address came from, if any (push token clean-up needs it)"
     )
+    origin: Origin | None = None
 
 
 Status = Literal[
@@ -384,4 +412,7 @@ class StatusEvent(Wire):
     reason_code: str | None = Field(None, description="machine-readable reason (herald_common.policy)")
     next_attempt_at: float | None = Field(
         None, description="retrying: when the next attempt is due; scheduled, held: when it is released"
+    )
+    origin: Origin | None = Field(
+        None, description="set by the router and senders; receipts and cancellations leave it out"
     )

@@ -31,13 +31,14 @@ per channel, ``cancelled`` either. Each record may carry a ``reason_code`` (hera
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from herald_common.redisio import AutoPipeline
-from herald_common.schemas import StatusEvent
+from herald_common.schemas import Origin, StatusEvent
 
 RANK = {
     "accepted": 0,
@@ -84,14 +85,23 @@ local function fill(into, from)
   end
   return changed
 end
+local origin = ARGV[5]
+if origin ~= '' then
+  redis.call('HSETNX', KEYS[1], 'o', origin)
+else
+  origin = redis.call('HGET', KEYS[1], 'o') or ''
+end
 local cur = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
 local old = redis.call('HGET', KEYS[1], ARGV[1])
+local previous = ''
+if old then previous = cjson.decode(old)['status'] or '' end
 if cur and tonumber(cur) > tonumber(ARGV[3]) then
   if old then
     local o = cjson.decode(old)
     if fill(o, cjson.decode(ARGV[2])) then redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(o)) end
   end
-  return 0
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  return {0, previous, origin}
 end
 local record = ARGV[2]
 if old then
@@ -100,8 +110,25 @@ if old then
 end
 redis.call('HSET', KEYS[1], ARGV[1], record, 'r:' .. ARGV[1], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
+return {1, previous, origin}
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """What folding one status event did: whether it was at least as new as what was stored, the
+    status its record had before (None when new), and the notification's origin (from this event or an
+    earlier one; receipts and cancellations carry none of their own)."""
+
+    applied: bool
+    status: str
+    previous: str | None
+    origin: Origin | None
+
+    @property
+    def changed(self) -> bool:
+        """True the first time the record reaches this status: a replayed event is not a change."""
+        return self.applied and self.previous != self.status
 
 
 class StatusStore:
@@ -113,6 +140,10 @@ class StatusStore:
 
     async def apply(self, key: str, event: StatusEvent) -> bool:
         """Fold one event in; returns False when it was older than what is stored."""
+        return (await self.fold(key, event)).applied
+
+    async def fold(self, key: str, event: StatusEvent) -> Folded:
+        """Fold one event in and say what changed (see :class:`Folded`)."""
         field = f"c:{event.channel}" if event.channel else "n"
         record = {
             "status": event.status,
@@ -125,14 +156,27 @@ class StatusStore:
             "next_attempt_at": event.next_attempt_at,
         }
         record = {k: v for k, v in record.items() if v is not None}
-        args = [field, orjson.dumps(record), RANK[event.status], self.ttl_s]
-        return bool(await self._auto.call(lambda pipe: self._update(keys=[key], args=args, client=pipe)))
+        origin = event.origin.model_dump_json(exclude_none=True) if event.origin is not None else ""
+        args = [field, orjson.dumps(record), RANK[event.status], self.ttl_s, origin]
+        applied, previous, stored = await self._auto.call(
+            lambda pipe: self._update(keys=[key], args=args, client=pipe)
+        )
+        return Folded(
+            applied=bool(applied),
+            status=event.status,
+            previous=_text(previous) or None,
+            origin=Origin.model_validate_json(stored) if stored else None,
+        )
 
     async def read(self, key: str, notification_id: str, accepted_at: float) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(key)
         if not raw and time.time() - accepted_at > self.ttl_s:
             return None  # long gone
         return view(notification_id, accepted_at, {k.decode(): v for k, v in raw.items()})
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
 
 
 def overall(n: dict[str, Any], channels: dict[str, dict[str, Any]]) -> str:
@@ -171,4 +215,6 @@ def view(notification_id: str, accepted_at: float, fields: dict[str, bytes]) -> 
     for name in ("reason", "reason_code", "next_attempt_at"):
         if n.get(name):
             out[name] = n[name]
+    if "o" in fields:
+        out["origin"] = orjson.loads(fields["o"])
     return out

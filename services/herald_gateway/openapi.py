@@ -169,6 +169,19 @@ _STATUS = {
             "description": "overall: partially_failed when one channel reached sent/delivered and "
             "another failed, bounced or expired",
         },
+        "origin": {
+            "type": "object",
+            "description": "what decided this notification: contact, template, category, and the "
+            "campaign or the trigger (event type) and event that produced it",
+            "properties": _typed(
+                contact_id="string",
+                template_id="string",
+                category="string",
+                campaign_id="string",
+                trigger="string",
+                event_id="string",
+            ),
+        },
         "channels": {
             "type": "object",
             "additionalProperties": {

@@ -40,7 +40,7 @@ from herald_common.intake import (
 )
 from herald_common.intake.idempotency import INFLIGHT_TTL_S
 from herald_common.kafka import PoisonRecord
-from herald_common.schemas import Contact, NotificationIn, Recipient, Template
+from herald_common.schemas import Contact, NotificationIn, Origin, Recipient, Template
 from herald_common.store import Store
 from herald_common.triggerstore import TriggerStore
 from herald_common.worker import WorkerContext
@@ -157,7 +157,15 @@ class EventRouter:
             cancellation_key=key,
         )
         nid = rule_notification_id(self.ids, event.tenant_id, event.id, event.accepted_at, i)
-        await self._publish(event.tenant_id, Submission(request, rule_idempotency_key(event.id, i), nid))
+        await self._publish(
+            event.tenant_id,
+            Submission(
+                request,
+                rule_idempotency_key(event.id, i),
+                nid,
+                Origin(trigger=event.type, event_id=event.id),
+            ),
+        )
         return decision.model_copy(
             update={"notification_id": nid, "channels": channels, "send_at": due, "cancellation_key": key}
         )

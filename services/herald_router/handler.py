@@ -166,6 +166,7 @@ class Router:
         if was_deferred(rec):
             out.append(self._status(req, "accepted"))  # no longer scheduled or held
             await self.policy.released(req)
+        origin = req.full_origin()
         for plan in plans:
             if plan.skip_status is None:
                 try:
@@ -203,6 +204,7 @@ class Router:
                     expires_at=req.expires_at,
                     cancellation_key=req.cancellation_key,
                     contact_id=req.to.contact_id,
+                    origin=origin,
                 )
                 for address in plan.addresses
             ]
@@ -256,6 +258,7 @@ class Router:
             reason=reason,
             reason_code=code,
             next_attempt_at=release_at,
+            origin=req.full_origin(),
         )
 
     async def _template(self, tenant_id: str, template_id: str) -> Template | None:

@@ -39,6 +39,7 @@ class Reporter:
             channel=d.channel,
             delivery_id=d.delivery_id,
             provider=fields.pop("provider", None) or self.provider_name,
+            origin=d.origin,
             **fields,
         )
         await self.ctx.producer.send_and_wait(

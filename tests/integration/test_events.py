@@ -86,6 +86,13 @@ async def test_event_sends_the_triggers_template_by_email(stack: Stack) -> None:
     status = await wait_status(stack, decision["notification_id"], "partially_failed")
     assert status["channels"]["email"]["status"] == "sent"
     assert status["channels"]["push"]["status"] == "failed"  # the contact has no push token
+    assert status["origin"] == {
+        "contact_id": "m-1",
+        "template_id": "booking",
+        "category": "transactional",
+        "trigger": "booking.confirmed",
+        "event_id": body["id"],
+    }
     (mail,) = [m for m in stack.smtp.snapshot() if m.rcpt_to == ["ada@example.com"]]
     assert mail.subject == "Booked: Dune"
     assert "Seat F7, Ada." in (mail.text or "")

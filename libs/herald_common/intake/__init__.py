@@ -48,7 +48,7 @@ from herald_common.intake.idempotency import (
 )
 from herald_common.kafka import MAX_RECORD_BYTES, SIZE_ERRORS, produce_many, record_size
 from herald_common.redisio import Keys
-from herald_common.schemas import NotificationIn, NotificationRequest, Tenant
+from herald_common.schemas import NotificationIn, NotificationRequest, Origin, Tenant
 from herald_common.settings import Lane
 from herald_common.store import Store
 from herald_common.topics import Topics
@@ -118,6 +118,7 @@ class Submission:
     request: NotificationIn
     idempotency_key: str | None = None
     notification_id: str | None = None  # the caller's own id (deterministic); default: a new signed id
+    origin: Origin | None = None  # campaign or trigger that decided it, carried to every status event
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,7 @@ class Intake:
                 expires_at=n.expires_at.timestamp() if n.expires_at else None,
                 send_at=n.send_at.timestamp() if n.send_at else None,
                 cancellation_key=n.cancellation_key,
+                origin=s.origin,
             )
             recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
             key, value = partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode()
