@@ -31,6 +31,7 @@ per channel, ``cancelled`` either. Each record may carry a ``reason_code`` (hera
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,9 @@ class Folded:
     def changed(self) -> bool:
         """True the first time the record reaches this status: a replayed event is not a change."""
         return self.applied and self.previous != self.status
+
+
+StatusObserver = Callable[[StatusEvent, Folded], Awaitable[None]]
 
 
 class StatusStore:

@@ -9,7 +9,7 @@ from herald_common import metrics
 from herald_common.kafka import Handler, PoisonRecord
 from herald_common.lifecycle import Lifecycle
 from herald_common.schemas import StatusEvent
-from herald_common.status import StatusStore
+from herald_common.status import StatusObserver, StatusStore
 from herald_common.topics import Topics
 from herald_common.worker import WorkerContext, run_worker
 from herald_tracker.settings import TrackerSettings
@@ -20,13 +20,17 @@ async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
 
     async def make_handler(ctx: WorkerContext) -> tuple[Handler, None]:
         store = StatusStore(ctx.redis, settings.status_ttl_s)
+        # What else follows the status stream, each told what an event changed (herald_common.status.Folded).
+        observers: list[StatusObserver] = []
 
         async def handle(rec: ConsumerRecord) -> None:
             try:
                 event = StatusEvent.model_validate_json(rec.value)
             except (pydantic.ValidationError, ValueError) as exc:
                 raise PoisonRecord(f"unreadable status event: {exc}") from exc
-            await store.apply(ctx.keys.notification(event.tenant_id, event.notification_id), event)
+            folded = await store.fold(ctx.keys.notification(event.tenant_id, event.notification_id), event)
+            for observe in observers:
+                await observe(event, folded)
             metrics.STATUS_EVENTS.labels(event.status).inc()
 
         return handle, None
