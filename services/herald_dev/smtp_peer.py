@@ -104,6 +104,7 @@ class SmtpCapture:
                 "text": captured.text,
                 "html": captured.html,
                 "delivery_id": captured.headers.get("X-Herald-Delivery-Id"),
+                "headers": captured.headers,
             }
             self.outbox.write(SMTP_PROVIDER.channel, record, raw=captured.raw)
         return "250 Message accepted for delivery"
