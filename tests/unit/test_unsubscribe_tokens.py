@@ -49,8 +49,6 @@ def test_links_go_to_the_contact_else_the_inline_address() -> None:
 
 
 def test_marketing_is_neither_transactional_nor_a_transactional_category_of_the_tenant() -> None:
-    tenant = Tenant(
-        id="t_1", name="C", transactional_categories=["booking"], created_at=datetime.now(UTC)
-    )
+    tenant = Tenant(id="t_1", name="C", transactional_categories=["booking"], created_at=datetime.now(UTC))
     assert is_marketing("marketing", tenant) and is_marketing("news", None)
     assert not is_marketing("transactional", tenant) and not is_marketing("booking", tenant)
