@@ -128,7 +128,7 @@ class Page:
         return await self.eval(expression, world["executionContextId"])
 
     async def screenshot(self, path: Path) -> Path:
-        shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        shot = await self.send("Page.captureScreenshot", format="png")  # the viewport: frames paint
         await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))
         return path
 
@@ -142,7 +142,7 @@ class Page:
 class Browser:
     @staticmethod
     @contextlib.asynccontextmanager
-    async def launch(profile: Path, width: int = 1100, height: int = 900) -> AsyncIterator[Page]:
+    async def launch(profile: Path, width: int = 1100, height: int = 1400) -> AsyncIterator[Page]:
         proc = await asyncio.create_subprocess_exec(
             chromium(),
             "--headless=new",

@@ -204,8 +204,12 @@ async def api(request: web.Request) -> web.Response:
     return web.json_response(rows, dumps=lambda o: orjson.dumps(o).decode())
 
 
-async def _asset(text: str, content_type: str) -> web.Response:
-    return web.Response(text=text, content_type=content_type, headers=_HEADERS)
+async def css(_request: web.Request) -> web.Response:
+    return web.Response(text=CSS, content_type="text/css", headers=_HEADERS)
+
+
+async def js(_request: web.Request) -> web.Response:
+    return web.Response(text=JS, content_type="text/javascript", headers=_HEADERS)
 
 
 def outbox_app(outbox: Outbox) -> web.Application:
@@ -216,6 +220,6 @@ def outbox_app(outbox: Outbox) -> web.Application:
     app.router.add_get("/m/{kind}/{stem}", message)
     app.router.add_get("/m/{kind}/{stem}/html", message_html)
     app.router.add_get("/m/{kind}/{stem}/raw", message_raw)
-    app.router.add_get("/outbox.css", lambda _r: _asset(CSS, "text/css"))
-    app.router.add_get("/outbox.js", lambda _r: _asset(JS, "text/javascript"))
+    app.router.add_get("/outbox.css", css)
+    app.router.add_get("/outbox.js", js)
     return app
