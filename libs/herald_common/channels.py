@@ -60,6 +60,8 @@ class ChannelSpec:
     fallback_identity: Callable[[Any], dict[str, str]] = field(default=_no_identity)
     # Rendered fields that become message headers: a control character in one fails the channel.
     header_fields: tuple[str, ...] = ()
+    # Marketing messages on this channel carry a one-click unsubscribe link (herald_common.unsubscribe).
+    unsubscribe_link: bool = False
 
     def addresses(self, to: WireRecipient | Any, contact: Contact | None) -> list[str]:
         """An inline address in the request wins; else the contact's addresses on this channel."""
@@ -98,7 +100,8 @@ _SPECS = (
         contact_addresses=lambda c: [str(c.email)] if c.email else [],
         identity=_email_identity,
         fallback_identity=_email_fallback,
-        header_fields=("subject", "from", "from_name", "reply_to"),
+        header_fields=("subject", "from", "from_name", "reply_to", "unsubscribe_url"),
+        unsubscribe_link=True,
     ),
     ChannelSpec(
         name="sms",

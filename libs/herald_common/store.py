@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,8 +119,35 @@ class Store:
         return True
 
     async def remove_push_token(self, tenant_id: str, contact_id: str, token: str) -> bool:
-        """Drop one push token from a contact (the provider says it is gone). Read-modify-write under
-        WATCH, so a concurrent update of the contact is never overwritten; True when it was removed."""
+        """Drop one push token from a contact (the provider says it is gone); True when it was removed."""
+
+        def change(contact: Contact) -> dict[str, Any] | None:
+            kept = [t for t in contact.push_tokens if t.token != token]
+            return {"push_tokens": kept} if len(kept) < len(contact.push_tokens) else None
+
+        return await self._modify_contact(tenant_id, contact_id, change) is not None
+
+    async def set_category_preferences(
+        self, tenant_id: str, contact_id: str, categories: dict[str, bool]
+    ) -> Contact | None:
+        """Merge ``categories`` into the contact's category preferences (an unsubscribe link, the
+        preferences page); the updated contact, or None when there is no such contact."""
+
+        def change(contact: Contact) -> dict[str, Any] | None:
+            merged = {**contact.preferences.categories, **categories}
+            if merged == contact.preferences.categories:
+                return None
+            prefs = contact.preferences.model_copy(update={"categories": merged})
+            return {"preferences": prefs}
+
+        changed = await self._modify_contact(tenant_id, contact_id, change)
+        return changed or await self.get_contact(tenant_id, contact_id)
+
+    async def _modify_contact(
+        self, tenant_id: str, contact_id: str, change: Callable[[Contact], dict[str, Any] | None]
+    ) -> Contact | None:
+        """Read-modify-write of one contact under WATCH, so a concurrent update is never overwritten.
+        ``change`` returns the fields to replace, or None for no change; the written contact or None."""
         key = self.keys.contact(tenant_id, contact_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -127,16 +155,16 @@ class Store:
                     await pipe.watch(key)
                     raw = await pipe.get(key)
                     if raw is None:
-                        return False
+                        return None
                     contact = Contact.model_validate_json(raw)
-                    kept = [t for t in contact.push_tokens if t.token != token]
-                    if len(kept) == len(contact.push_tokens):
-                        return False
-                    updated = contact.model_copy(update={"push_tokens": kept, "updated_at": now()})
+                    update = change(contact)
+                    if update is None:
+                        return None
+                    updated = contact.model_copy(update={**update, "updated_at": now()})
                     pipe.multi()
                     pipe.set(key, updated.model_dump_json())
                     await pipe.execute()
-                    return True
+                    return updated
                 except WatchError:
                     continue
 

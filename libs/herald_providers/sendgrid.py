@@ -16,12 +16,14 @@ header. Every recipient of one request shares that id; the event webhook reports
 delivery through ``custom_args.delivery_id``. Errors are ``{"errors": [{"message", "field", "help"}]}``.
 
 Message content keys: ``subject``, ``text`` and/or ``html``, ``from`` (``"a@x"`` or
-``"Name <a@x>"``), optional ``from_name``, ``reply_to``, and ``substitutions``.
+``"Name <a@x>"``), optional ``from_name``, ``reply_to``, ``substitutions``, and ``unsubscribe_url``
+(marketing: becomes the personalization's ``headers``, ``List-Unsubscribe`` and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click``, RFC 8058).
 
 Batching (:meth:`SendGridProvider.send_batch`): messages whose content is identical once
-``substitutions`` is set aside share one request, one personalization per message, at most
-``max_per_request`` (1,000, SendGrid's limit) per request. ``substitutions`` is a per-recipient
-``{token: value}`` map that SendGrid replaces in subject and bodies, so a campaign rendered once
+``substitutions`` and ``unsubscribe_url`` are set aside share one request, one personalization per
+message, at most ``max_per_request`` (1,000, SendGrid's limit) per request. ``substitutions`` is a
+per-recipient ``{token: value}`` map that SendGrid replaces in subject and bodies, so a campaign rendered once
 with tokens such as ``-first_name-`` goes out in 1/1000th of the requests. Tokens are literal
 strings; pick ones that cannot occur in the text by accident. Different content → separate requests.
 
@@ -47,6 +49,8 @@ import aiohttp
 import orjson
 
 from herald_common.fields import header_problem
+from herald_common.unsubscribe import CONTENT_FIELD as UNSUBSCRIBE
+from herald_common.unsubscribe import list_unsubscribe_headers
 from herald_providers import receipts_sendgrid
 from herald_providers.base import (
     OutboundMessage,
@@ -72,6 +76,8 @@ _RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)\.\d+\.em
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 Result = SendResult | ProviderError
+# Content keys that differ per recipient and travel in its personalization, not in the shared body.
+_PER_RECIPIENT = frozenset({"substitutions", UNSUBSCRIBE})
 
 
 class SendGridProvider(HttpProvider):
@@ -136,10 +142,10 @@ class SendGridProvider(HttpProvider):
             raise PermanentError(
                 "not a valid email address", code="invalid_email", provider=self.name, invalid_recipient=True
             )
-        for name in ("subject", "from", "from_name", "reply_to"):
+        for name in ("subject", "from", "from_name", "reply_to", UNSUBSCRIBE):
             if (problem := header_problem(msg.content.get(name))) is not None:
                 raise PermanentError(f"the {name} {problem}", code="invalid_header", provider=self.name)
-        shared = {k: v for k, v in msg.content.items() if k != "substitutions"}
+        shared = {k: v for k, v in msg.content.items() if k not in _PER_RECIPIENT}
         try:
             return orjson.dumps(shared, option=orjson.OPT_SORT_KEYS)
         except TypeError as exc:
@@ -239,6 +245,8 @@ def _personalization(msg: OutboundMessage) -> dict[str, Any]:
     subs = msg.content.get("substitutions")
     if isinstance(subs, dict) and subs:
         p["substitutions"] = {str(k): str(v) for k, v in subs.items()}
+    if isinstance(url := msg.content.get(UNSUBSCRIBE), str) and url:
+        p["headers"] = list_unsubscribe_headers(url)
     return p
 
 

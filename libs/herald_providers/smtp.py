@@ -24,6 +24,8 @@ import aiosmtplib
 
 from herald_common.fields import header_problem
 from herald_common.logging import mask
+from herald_common.unsubscribe import CONTENT_FIELD as UNSUBSCRIBE
+from herald_common.unsubscribe import list_unsubscribe_headers
 from herald_providers.base import (
     OutboundMessage,
     PermanentError,
@@ -64,7 +66,7 @@ def _header(value: str) -> str | Header:
     return value if value.isascii() else Header(value, "utf-8")
 
 
-HEADER_FIELDS = ("subject", "from", "from_name")
+HEADER_FIELDS = ("subject", "from", "from_name", UNSUBSCRIBE)
 
 
 def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> Message:
@@ -94,6 +96,9 @@ def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> Message:
     email["Date"] = formatdate(usegmt=True)
     email["Message-ID"] = make_msgid(idstring=msg.delivery_id, domain=cfg.message_id_domain)
     email["X-Herald-Delivery-Id"] = msg.delivery_id
+    if isinstance(url := content.get(UNSUBSCRIBE), str) and url:
+        for name, value in list_unsubscribe_headers(url).items():
+            email[name] = value
     return email
 
 

@@ -31,7 +31,8 @@ from herald_common.kafka import create_topics
 from herald_common.settings import LANES
 from herald_common.topics import Topics
 from herald_dev.infra import Managed, free_port, port_open, start_broker, start_valkey, wait_http_ok
-from herald_dev.outbox import Outbox, outbox_app
+from herald_dev.outbox import Outbox
+from herald_dev.outbox_pages import outbox_app
 from herald_dev.peers.local import LocalPeers
 from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
 from herald_providers.registry import missing_for_channel

@@ -1,24 +1,24 @@
-"""The local outbox: every message a local provider peer captures, as files plus a small page.
+"""The local outbox: every message a local provider peer captures, as files.
 
 Layout: ``<root>/<channel>/<timestamp>-<seq>.json`` (one JSON record per captured message) and,
-for email, the raw RFC 5322 message beside it as ``.eml``. ``/`` on the outbox web server lists them,
-newest first; ``/api/messages`` returns the same as JSON for tools and tests.
+for email, the raw RFC 5322 message beside it as ``.eml``. The page that shows them is
+:mod:`herald_dev.outbox_pages`.
 """
 
 from __future__ import annotations
 
-import html
 import itertools
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from herald_common.channels import CHANNELS
 
 _seq = itertools.count()
+_STEM = re.compile(r"^[0-9]{1,20}-[0-9]{6,}$")
 # What the outbox holds: captured messages per channel, and verified tenant webhooks.
 KINDS = (*CHANNELS, "webhooks")
 
@@ -43,6 +43,7 @@ class Outbox:
         return path
 
     def messages(self, channel: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` records (of one kind, or all), each with its ``id`` (``kind/stem``)."""
         channels = [channel] if channel else list(KINDS)
         files: list[Path] = []
         for ch in channels:
@@ -50,55 +51,27 @@ class Outbox:
         files.sort(key=lambda p: p.name, reverse=True)
         out = []
         for path in files[:limit]:
-            try:
-                out.append(orjson.loads(path.read_bytes()))
-            except (OSError, orjson.JSONDecodeError):
-                continue
+            if (record := self._load(path)) is not None:
+                out.append(record)
         return out
 
+    def get(self, kind: str, stem: str) -> dict[str, Any] | None:
+        """One record by its id's parts; None for anything that is not a stored record."""
+        if kind not in KINDS or not _STEM.match(stem):
+            return None
+        return self._load(self.root / kind / f"{stem}.json")
 
-OUTBOX_KEY = web.AppKey("outbox", Outbox)
+    def raw(self, kind: str, stem: str) -> bytes | None:
+        """The raw RFC 5322 message captured beside an email record, if any."""
+        if kind not in KINDS or not _STEM.match(stem):
+            return None
+        path = self.root / kind / f"{stem}.eml"
+        return path.read_bytes() if path.is_file() else None
 
-
-async def _index(request: web.Request) -> web.Response:
-    outbox = request.app[OUTBOX_KEY]
-    rows = []
-    for m in outbox.messages():
-        summary = m.get("subject") or m.get("title") or m.get("body") or m.get("text") or ""
-        rows.append(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>".format(
-                html.escape(time.strftime("%H:%M:%S", time.localtime(m.get("captured_at", 0)))),
-                html.escape(str(m.get("channel", ""))),
-                html.escape(str(m.get("provider", ""))),
-                html.escape(str(m.get("to", ""))),
-                html.escape(str(summary))[:2000],
-            )
-        )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Herald outbox</title>"
-        "<meta http-equiv='refresh' content='5'>"
-        "<style>body{font-family:sans-serif}td{border-bottom:1px solid #ddd;padding:4px;"
-        "vertical-align:top}pre{white-space:pre-wrap;margin:0}</style></head><body>"
-        f"<h1>Herald outbox</h1><p>{len(rows)} captured message(s) in {html.escape(str(outbox.root))}</p>"
-        "<table><tr><th>time</th><th>channel</th><th>provider</th><th>to</th><th>content</th></tr>"
-        + "".join(rows)
-        + "</table></body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
-async def _api(request: web.Request) -> web.Response:
-    channel = request.query.get("channel")
-    if channel is not None and channel not in KINDS:
-        raise web.HTTPBadRequest(text="unknown channel")
-    return web.json_response(
-        request.app[OUTBOX_KEY].messages(channel), dumps=lambda o: orjson.dumps(o).decode()
-    )
-
-
-def outbox_app(outbox: Outbox) -> web.Application:
-    app = web.Application()
-    app[OUTBOX_KEY] = outbox
-    app.router.add_get("/", _index)
-    app.router.add_get("/api/messages", _api)
-    return app
+    @staticmethod
+    def _load(path: Path) -> dict[str, Any] | None:
+        try:
+            record = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return {**record, "id": f"{path.parent.name}/{path.stem}"} if isinstance(record, dict) else None

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -18,6 +19,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from herald_dev.outbox import Outbox
 from herald_providers.smtp import SPEC as SMTP_PROVIDER
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 @dataclass
@@ -36,6 +39,12 @@ def _decoded(part: Message) -> str:
     if not isinstance(payload, bytes):
         return ""
     return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+
+
+def _unfold(value: str) -> str:
+    """A header value as a mail client reads it (RFC 5322 unfolding: a line break before a space or
+    tab is removed); long values such as a List-Unsubscribe URL arrive folded."""
+    return _FOLD.sub("", value).strip()
 
 
 def _parse(envelope: Envelope) -> Captured:
@@ -59,7 +68,7 @@ def _parse(envelope: Envelope) -> Captured:
         subject=subject,
         text=text,
         html=html,
-        headers={k: str(v) for k, v in msg.items()},
+        headers={k: _unfold(str(v)) for k, v in msg.items()},
         raw=raw,
     )
 
@@ -104,6 +113,7 @@ class SmtpCapture:
                 "text": captured.text,
                 "html": captured.html,
                 "delivery_id": captured.headers.get("X-Herald-Delivery-Id"),
+                "headers": captured.headers,
             }
             self.outbox.write(SMTP_PROVIDER.channel, record, raw=captured.raw)
         return "250 Message accepted for delivery"

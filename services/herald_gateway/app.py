@@ -32,6 +32,7 @@ from herald_gateway import (
     receipts,
     resources,
     triggers,
+    unsubscribe,
     webhooks,
 )
 from herald_gateway.auth import auth_middleware
@@ -152,4 +153,5 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     webhooks.add_to(app)
     events.add_routes(app)
     triggers.add_routes(app)
+    unsubscribe.add_to(app)
     return app

@@ -13,6 +13,7 @@ from herald_gateway.problems import ProblemError
 
 _PUBLIC = frozenset({"/healthz", "/readyz", "/v1/openapi.json"})
 _RECEIPTS = "/v1/receipts/"
+_UNSUBSCRIBE = "/u/"  # the token in the URL is the credential (herald_gateway.unsubscribe)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="herald"'}
 
 
@@ -27,7 +28,11 @@ def _bearer(request: web.Request) -> str:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
-    if path in _PUBLIC or path.startswith(_RECEIPTS) or request.match_info.http_exception is not None:
+    if (
+        path in _PUBLIC
+        or path.startswith((_RECEIPTS, _UNSUBSCRIBE))
+        or request.match_info.http_exception is not None
+    ):
         return await handler(request)  # receipts authenticate by the provider's signature instead
     if path.startswith("/admin/"):
         token = _bearer(request)

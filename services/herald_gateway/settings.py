@@ -48,6 +48,11 @@ class GatewaySettings(CommonSettings, ReceiptSettings, TargetSettings):
         description="signs notification ids; the same on every gateway (default: a random secret "
         "the first gateway keeps in Redis; rotating the admin token never changes it)",
     )
+    unsubscribe_secret: SecretStr | None = Field(
+        None,
+        description="seals the one-click unsubscribe tokens of marketing email; the same on gateways and "
+        "routers (unset: derived from the id secret, so set it to rotate unsubscribe links alone)",
+    )
     status_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="how long notification status is kept")
 
     def id_secret_bytes(self) -> bytes | None:

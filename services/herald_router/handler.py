@@ -32,6 +32,7 @@ from herald_common.schemas import (
 )
 from herald_common.store import Store
 from herald_common.templating import TemplateRenderError, render_channel_async, template_context
+from herald_common.unsubscribe import CONTENT_FIELD, Links, is_marketing
 from herald_common.worker import WorkerContext
 from herald_router.policy import RouterPolicy, was_deferred
 from herald_router.routing import plan_channels
@@ -76,8 +77,16 @@ def _bad_header(channel: str, rendered: dict[str, object]) -> str | None:
 
 
 class Router:
-    def __init__(self, ctx: WorkerContext, template_cache_s: float, *, report_queued: bool = True) -> None:
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        template_cache_s: float,
+        *,
+        report_queued: bool = True,
+        links: Links | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.links = links
         self.report_queued = report_queued
         self.store = Store(ctx.redis, ctx.keys)
         self.templates: TTLCache[Template] = TTLCache(template_cache_s)
@@ -187,6 +196,16 @@ class Router:
                 continue
             if tenant is not None:
                 rendered.update(spec(plan.channel).identity(tenant))
+            if (
+                self.links is not None
+                and spec(plan.channel).unsubscribe_link
+                and is_marketing(category, tenant)
+            ):
+                url = self.links.url(
+                    req.tenant_id, category, contact_id=req.to.contact_id, address=req.to.email
+                )
+                if url is not None:
+                    rendered[CONTENT_FIELD] = url
             if (bad_header := _bad_header(plan.channel, rendered)) is not None:
                 metrics.ROUTED.labels(plan.channel, "failed").inc()
                 out.append(self._status(req, "failed", channel=plan.channel, reason=bad_header))

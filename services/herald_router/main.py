@@ -9,6 +9,7 @@ from herald_common.ids import NotificationIds, wait_for_shared_secret
 from herald_common.kafka import Handler
 from herald_common.lifecycle import Lifecycle
 from herald_common.topics import Topics
+from herald_common.unsubscribe import Links, Tokens, link_key
 from herald_common.worker import WorkerContext, run_worker
 from herald_router.events import EventRouter
 from herald_router.handler import Router
@@ -20,10 +21,12 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
     with_events = settings.router_lane == "transactional"
 
     async def make_handler(ctx: WorkerContext) -> tuple[Handler, None]:
-        router = Router(ctx, settings.template_cache_s, report_queued=settings.reports_queued())
+        secret = settings.id_secret_bytes() or await wait_for_shared_secret(ctx.redis, ctx.keys.id_secret())
+        unsubscribe = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
+        links = Links(Tokens(link_key(unsubscribe, secret)), settings.public_base_url)
+        router = Router(ctx, settings.template_cache_s, report_queued=settings.reports_queued(), links=links)
         if not with_events:
             return router.handle, None
-        secret = settings.id_secret_bytes() or await wait_for_shared_secret(ctx.redis, ctx.keys.id_secret())
         events = EventRouter(
             ctx,
             NotificationIds(secret),

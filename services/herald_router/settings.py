@@ -26,6 +26,17 @@ class RouterSettings(ConsumerSettings):
         7 * 24 * 3600, ge=60, description="how long GET /v1/events/{id} shows what the triggers decided"
     )
 
+    unsubscribe_secret: SecretStr | None = Field(
+        None,
+        description="seals the one-click unsubscribe tokens in marketing email; the gateway's value "
+        "(unset: derived from the id secret)",
+    )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8080",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="the gateway's public base URL: unsubscribe links in marketing email point under it",
+    )
+
     def id_secret_bytes(self) -> bytes | None:
         return id_secret_from_setting(self.id_secret.get_secret_value()) if self.id_secret else None
 

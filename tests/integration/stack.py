@@ -46,10 +46,13 @@ async def email_stack(
     gw = load(
         GatewaySettings, **env.settings(http_port=http_port, admin_token=ADMIN_TOKEN, drain_timeout_s=1.0)
     )
+    links = f"http://127.0.0.1:{http_port}"  # unsubscribe links in marketing email point at this gateway
     services = [
         (serve_gateway, gw),
-        (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),
-        (serve_router, load(RouterSettings, **env.settings(router_lane="bulk"))),
+        *(
+            (serve_router, load(RouterSettings, **env.settings(router_lane=lane, public_base_url=links)))
+            for lane in ("transactional", "bulk")
+        ),
         (serve_tracker, load(TrackerSettings, **env.settings())),
     ]
     if senders:

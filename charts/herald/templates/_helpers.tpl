@@ -345,6 +345,7 @@ empty (or null) are not set, so the service default applies.
 {{- if not (kindIs "invalid" $s.reportQueued) }}
 {{- $_ := set $env "HERALD_ROUTER_REPORT_QUEUED" $s.reportQueued }}
 {{- end }}
+{{- with $v.receipts.publicBaseUrl }}{{ $_ := set $env "HERALD_PUBLIC_BASE_URL" . }}{{ end }}
 {{- else if eq $w.component "webhooks" }}
 {{- include "herald.webhookTargetsEnv" (list $s $env) }}
 {{- $_ := set $env "HERALD_WEBHOOK_TIMEOUT_S" $s.timeoutSeconds }}

@@ -267,6 +267,7 @@ class SendGridPeer(CallbackClient):
                     "html": html,
                     "custom_args": {**body.get("custom_args", {}), **p.get("custom_args", {})},
                     "message_id": message_id,
+                    "headers": {**body.get("headers", {}), **p.get("headers", {})},
                 }
                 if self.keep:
                     self.messages.append(record)

@@ -78,6 +78,7 @@ class WebhookReceiver:
                     )
                     + f": {data.get('status')}",
                     "payload": payload,
+                    "headers": {k: v for k, v in headers.items() if k.startswith("webhook-")},
                 },
             )
         return web.Response(status=204)
