@@ -23,6 +23,7 @@ CLASSES = [
     ("herald_common.webhooks.targets", "TargetSettings", "gateway, webhooks"),
     ("herald_gateway.settings", "GatewaySettings", "gateway"),
     ("herald_providers.config", "ReceiptSettings", "gateway"),
+    ("herald_common.stats", "RecordSettings", "gateway, tracker"),
     ("herald_router.settings", "RouterSettings", "router"),
     ("herald_sender.settings", "SenderSettings", "sender"),
     ("herald_providers.config", "ProviderSettings", "sender"),
