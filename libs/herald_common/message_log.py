@@ -75,7 +75,9 @@ class MessageLog:
             if rank is not None:
                 found = await self.redis.zrevrange(key, rank + 1, rank + limit, withscores=True)
             else:
-                found = await self.redis.zrevrangebyscore(key, f"({at}", "-inf", start=0, num=limit, withscores=True)
+                found = await self.redis.zrevrangebyscore(
+                    key, f"({at}", "-inf", start=0, num=limit, withscores=True
+                )
         async with self.redis.pipeline(transaction=False) as pipe:
             for nid, _ in found:
                 pipe.hgetall(self.keys.notification(tenant_id, nid.decode()))

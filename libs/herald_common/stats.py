@@ -64,7 +64,10 @@ class RecordSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", frozen=True)
 
     stats_retention_days: int = Field(
-        400, ge=1, le=3660, description="how many days GET /v1/stats can look back (daily counters expire then)"
+        400,
+        ge=1,
+        le=3660,
+        description="how many days GET /v1/stats can look back (daily counters expire then)",
     )
     message_log_retention_days: int = Field(
         30,
@@ -105,7 +108,9 @@ def outcome_counters(event: StatusEvent, folded: Folded) -> list[str]:
     if event.channel is None:
         return ["failed"] if event.status == "failed" else []
     out = [event.status]
-    if event.status in _PROVIDER_REACHED and (folded.previous is None or RANK[folded.previous] < RANK["sent"]):
+    if event.status in _PROVIDER_REACHED and (
+        folded.previous is None or RANK[folded.previous] < RANK["sent"]
+    ):
         out.append("sent")  # the provider took it, though its "sent" was never seen
     return out
 
@@ -150,7 +155,9 @@ class Stats:
                 await self.count(event.tenant_id, event.at, folded.origin, None, ["accepted"])
             if event.channel is not None:  # the channel's line counts its deliveries
                 await self.count(event.tenant_id, event.at, None, event.channel, ["accepted"], total=False)
-        await self.count(event.tenant_id, event.at, folded.origin, event.channel, outcome_counters(event, folded))
+        await self.count(
+            event.tenant_id, event.at, folded.origin, event.channel, outcome_counters(event, folded)
+        )
 
     async def read(self, tenant_id: str, start: date, end: date, by: str, today: date | None = None) -> dict:
         """Counters from ``start`` to ``end`` (inclusive, UTC days) grouped by ``by``; the range is

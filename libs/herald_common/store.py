@@ -178,4 +178,6 @@ class Store:
         channel: str | None = None,
         note: str | None = None,
     ) -> None:
-        await self.suppressions.add(tenant_id, address, reason=reason, source=source, channel=channel, note=note)
+        await self.suppressions.add(
+            tenant_id, address, reason=reason, source=source, channel=channel, note=note
+        )

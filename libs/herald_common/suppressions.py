@@ -22,10 +22,11 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from herald_common.policy import MANUAL, SUPPRESSION_CODES
 from herald_common.redisio import AutoPipeline, Keys
@@ -37,7 +38,7 @@ Reason = Literal["manual", "unsubscribed", "complaint", "bounced", "invalid_addr
 
 # What an address looks like on each channel (the API's path and import patterns).
 ADDRESS_PATTERNS: Final[dict[str, str]] = {
-    "email": r"^[^\s@/]{1,64}@[^\s@/]{1,253}$",
+    "email": r"^[!-.0-?A-~]{1,64}@[!-.0-?A-~]{1,253}$",
     "sms": r"^\+[1-9][0-9]{6,14}$",
     "push": r"^[A-Za-z0-9_\-:.]{8,4096}$",
 }
@@ -115,7 +116,9 @@ class Suppressions:
         note: str | None = None,
         at: float | None = None,
     ) -> Entry:
-        entry = Entry(channel or channel_of(address), address.lower(), reason, source, at or time.time(), note)
+        entry = Entry(
+            channel or channel_of(address), address.lower(), reason, source, at or time.time(), note
+        )
         await self.add_many(tenant_id, [entry])
         return entry
 
@@ -148,7 +151,9 @@ class Suppressions:
             return 0
         if only_reason is not None:
             raws = await self.redis.hmget(self.keys.suppression_info(tenant_id), wanted)
-            wanted = [a for a, raw in zip(wanted, raws, strict=True) if raw and _entry(a, raw).reason == only_reason]
+            wanted = [
+                a for a, raw in zip(wanted, raws, strict=True) if raw and _entry(a, raw).reason == only_reason
+            ]
             if not wanted:
                 return 0
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -166,7 +171,9 @@ class Suppressions:
         if await self.redis.exists(done):
             return
         info = self.keys.suppression_info(tenant_id)
-        async for batch in _chunks(self.redis.sscan_iter(self.keys.suppressions(tenant_id), count=1000), 1000):
+        async for batch in _chunks(
+            self.redis.sscan_iter(self.keys.suppressions(tenant_id), count=1000), 1000
+        ):
             known = await self.redis.hmget(info, batch)
             missing = [a.decode() for a, raw in zip(batch, known, strict=True) if raw is None]
             if missing:
@@ -228,3 +235,35 @@ async def _chunks(items: Any, size: int) -> Any:
             batch = []
     if batch:
         yield batch
+
+
+class SuppressionIn(BaseModel):
+    """``PUT /v1/suppressions/{channel}/{address}`` (the body may be left out: reason ``manual``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: Reason = MANUAL
+    note: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class SuppressionLine(SuppressionIn):
+    """One line of ``POST /v1/suppressions:import`` (NDJSON)."""
+
+    channel: Channel
+    address: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+    @model_validator(mode="after")
+    def _address_of_channel(self) -> SuppressionLine:
+        if not valid_address(self.channel, self.address):
+            raise ValueError(f"address is not a valid {self.channel} address")
+        return self
+
+
+def line_schema() -> dict[str, Any]:
+    """The JSON Schema of an import line, with the address pattern of each channel."""
+    schema = SuppressionLine.model_json_schema()
+    schema["oneOf"] = [
+        {"properties": {"channel": {"const": c}, "address": {"pattern": p}}}
+        for c, p in ADDRESS_PATTERNS.items()
+    ]
+    return schema
