@@ -107,7 +107,7 @@ def outcome_counters(event: StatusEvent, folded: Folded) -> list[str]:
         return []
     if event.channel is None:
         return ["failed"] if event.status == "failed" else []
-    out = [event.status]
+    out: list[str] = [event.status]
     if event.status in _PROVIDER_REACHED and (
         folded.previous is None or RANK[folded.previous] < RANK["sent"]
     ):

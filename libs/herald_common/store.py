@@ -14,9 +14,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from herald_common.policy import MANUAL
 from herald_common.redisio import AutoPipeline, Keys
 from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn, TenantPatch
-from herald_common.policy import MANUAL
 from herald_common.suppressions import Suppressions
 
 

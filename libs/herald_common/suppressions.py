@@ -10,10 +10,10 @@ Three Redis structures per tenant, written together in one MULTI:
   while entries come and go).
 
 Addresses suppressed before entries had details are in the set only: they keep suppressing, read with
-reason and source ``unknown``, and are listed once ``index_legacy`` has run for the tenant (the first
-listing does it; it is idempotent). ``check`` reads the set and the details in one round trip (shared
-with concurrent callers through :class:`~herald_common.redisio.AutoPipeline`). Addresses never reach
-a log line from here.
+reason and source ``unknown``, and are listed once ``index_legacy`` has given them an entry (each
+listing does when the set has more members than the details hash). ``check`` reads the set and the
+details in one round trip (shared with concurrent callers through
+:class:`~herald_common.redisio.AutoPipeline`). Addresses never reach a log line from here.
 """
 
 from __future__ import annotations
@@ -70,8 +70,13 @@ class Entry:
     note: str | None = None
 
     def view(self) -> dict[str, Any]:
-        out = {"channel": self.channel, "address": self.address, "reason": self.reason, "source": self.source}
-        out["created_at"] = self.at
+        out: dict[str, Any] = {
+            "channel": self.channel,
+            "address": self.address,
+            "reason": self.reason,
+            "source": self.source,
+            "created_at": self.at,
+        }
         if self.note:
             out["note"] = self.note
         return out
@@ -165,23 +170,27 @@ class Suppressions:
         return int(removed)
 
     async def index_legacy(self, tenant_id: str) -> None:
-        """Index addresses suppressed before entries had details, so that listing shows them (once per
-        tenant; concurrent or repeated runs do no harm)."""
-        done = self.keys.suppression_info(tenant_id) + ":indexed"
-        if await self.redis.exists(done):
+        """Give addresses suppressed before entries had details an entry (reason and source
+        ``unknown``) and index them, so that listing shows them. Cheap when there are none (the set
+        and the details hash have as many members); repeated or concurrent runs do no harm."""
+        member, info = self.keys.suppressions(tenant_id), self.keys.suppression_info(tenant_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.scard(member)
+            pipe.hlen(info)
+            members, detailed = await pipe.execute()
+        if members <= detailed:
             return
-        info = self.keys.suppression_info(tenant_id)
-        async for batch in _chunks(
-            self.redis.sscan_iter(self.keys.suppressions(tenant_id), count=1000), 1000
-        ):
+        async for batch in _chunks(self.redis.sscan_iter(member, count=1000), 1000):
             known = await self.redis.hmget(info, batch)
             missing = [a.decode() for a, raw in zip(batch, known, strict=True) if raw is None]
             if missing:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for a in missing:
-                        pipe.zadd(self.keys.suppression_index(tenant_id, channel_of(a)), {a: 0})
+                        channel = channel_of(a)
+                        details = {"channel": channel, "reason": UNKNOWN, "source": UNKNOWN, "at": None}
+                        pipe.hsetnx(info, a, orjson.dumps(details))
+                        pipe.zadd(self.keys.suppression_index(tenant_id, channel), {a: 0})
                     await pipe.execute()
-        await self.redis.set(done, b"1")
 
     async def page(
         self,
@@ -195,7 +204,7 @@ class Suppressions:
         order, addresses in byte order; and the cursor of the next page (None at the end). A page
         filtered by reason may hold fewer entries than ``limit`` while more follow."""
         await self.index_legacy(tenant_id)
-        channels = [channel] if channel else list(CHANNELS)
+        channels: list[str] = [channel] if channel else list(CHANNELS)
         if cursor is not None:
             if cursor[0] not in channels:
                 return [], None

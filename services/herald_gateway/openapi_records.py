@@ -113,7 +113,7 @@ def paths() -> dict[str, dict[str, Any]]:
     line = {"$ref": "#/components/schemas/SuppressionLine"}
     out["/v1/suppressions:import"] = {
         "post": _op(
-            "Import suppressions: NDJSON, one entry per line (422 lists refused lines; the others are imported)",
+            "Import suppressions, one NDJSON entry per line (422 lists refused lines; the rest are imported)",
             [],
             200,
             {NDJSON: {"schema": {"type": "array", "items": line}}},
