@@ -52,8 +52,8 @@ def map_body(ctx: Any, body: Any) -> Any:
 
 
 @schemathesis.serializer("application/x-ndjson")
-def ndjson(ctx: Any, value: Any) -> dict[str, bytes]:
+def ndjson(ctx: Any, value: Any) -> bytes:
     """``POST /v1/suppressions:import``: the schema's array of lines, one JSON document per line."""
     if isinstance(value, list):
-        return {"data": b"\n".join(orjson.dumps(item) for item in value)}
-    return {"data": value.encode() if isinstance(value, str) else orjson.dumps(value)}
+        return b"\n".join(orjson.dumps(item) for item in value)
+    return value.encode() if isinstance(value, str) else orjson.dumps(value)
