@@ -117,7 +117,6 @@ def paths() -> dict[str, dict[str, Any]]:
             [],
             200,
             {NDJSON: {"schema": {"type": "array", "items": line}}},
-            optional=True,
         )
     }
     body = {"application/json": {"schema": {"$ref": "#/components/schemas/SuppressionIn"}}}
