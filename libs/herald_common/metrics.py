@@ -106,6 +106,13 @@ RECEIPTS = Counter(
     ["provider", "outcome"],
     registry=REGISTRY,
 )
+ENGAGEMENT = Counter(
+    "herald_engagement_events_total",
+    "Members' engagement first recorded per message, and SMS opt-outs/ins "
+    "(opened|clicked|unsubscribed|complained|resubscribed)",
+    ["channel", "kind"],
+    registry=REGISTRY,
+)
 WEBHOOK_DELIVERIES = Counter(
     "herald_webhook_deliveries_total",
     "Tenant webhook delivery attempts by outcome (delivered|failed|dead_lettered|dropped)",

@@ -50,6 +50,22 @@ class Keys:
     def suppressions(self, tenant_id: str) -> str:
         return f"{self.prefix}:t:{tenant_id}:suppressed"
 
+    def suppression_info(self, tenant_id: str) -> str:
+        """Hash: suppressed address → its details (herald_common.suppressions)."""
+        return f"{self.prefix}:t:{tenant_id}:suppression-info"
+
+    def suppression_index(self, tenant_id: str, channel: str) -> str:
+        """Sorted set: a channel's suppressed addresses, for paging (herald_common.suppressions)."""
+        return f"{self.prefix}:t:{tenant_id}:suppression-index:{channel}"
+
+    def message_log(self, tenant_id: str, contact_id: str) -> str:
+        """Sorted set: a contact's notification ids by time (herald_common.message_log)."""
+        return f"{self.prefix}:t:{tenant_id}:log:{contact_id}"
+
+    def stats(self, tenant_id: str, day: str) -> str:
+        """Hash: one day's counters per dimension value (herald_common.stats)."""
+        return f"{self.prefix}:t:{tenant_id}:stats:{day}"
+
     def notification(self, tenant_id: str, notification_id: str) -> str:
         return f"{self.prefix}:t:{tenant_id}:n:{notification_id}"
 

@@ -26,6 +26,7 @@ The overall status (:func:`overall`) is derived from the channels' when read:
 with SMS ``suppressed`` reads ``sent``. ``scheduled`` (waiting for ``send_at``) and ``held`` (quiet
 hours) are notification-level, with ``next_attempt_at`` saying when it is released; ``capped`` is
 per channel, ``cancelled`` either. Each record may carry a ``reason_code`` (herald_common.policy).
+Engagement (opens, clicks: herald_common.engagement) is kept beside the records, never in their rank.
 """
 
 from __future__ import annotations
@@ -210,6 +211,11 @@ def view(notification_id: str, accepted_at: float, fields: dict[str, bytes]) -> 
     channels = {
         name[2:]: orjson.loads(value) for name, value in sorted(fields.items()) if name.startswith("c:")
     }
+    for name, value in fields.items():
+        if name.startswith("e:"):  # engagement (herald_common.engagement): e:<channel>:<kind>
+            _, channel, kind = name.split(":", 2)
+            if channel in channels:
+                channels[channel][f"{kind}_at"] = float(value)
     out: dict[str, Any] = {
         "id": notification_id,
         "status": overall(n, channels),

@@ -30,7 +30,10 @@ from herald_gateway import (
     notifications,
     quota,
     receipts,
+    records,
+    replies,
     resources,
+    suppressions,
     triggers,
     unsubscribe,
     webhooks,
@@ -154,4 +157,7 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     events.add_routes(app)
     triggers.add_routes(app)
     unsubscribe.add_to(app)
+    records.add_to(app)  # message log, stats, engagement
+    suppressions.add_routes(app)
+    replies.add_routes(app)
     return app

@@ -25,6 +25,7 @@ from herald_common.schemas import (
 )
 from herald_common.status import OVERALL, RANK
 from herald_common.webhooks.model import WebhookIn
+from herald_gateway import openapi_records
 
 _MODELS: list[type[BaseModel]] = [
     NotificationIn,
@@ -196,6 +197,10 @@ _STATUS = {
                         reason_code="string",
                         updated_at="number",
                         next_attempt_at="number",
+                        opened_at="number",
+                        clicked_at="number",
+                        unsubscribed_at="number",
+                        complained_at="number",
                     ),
                 },
             },
@@ -230,6 +235,7 @@ def document(admin: bool = False) -> dict[str, Any]:
     _close_pattern_maps(components)
     components["JsonValue"] = json_value_schema()
     components["NotificationStatus"] = _STATUS
+    components.update(openapi_records.schemas())
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, model, status, auth in _OPERATIONS:
         if auth == "admin" and not admin:
@@ -272,6 +278,7 @@ def document(admin: bool = False) -> dict[str, Any]:
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
             }
         paths.setdefault(path, {})[method] = op
+    paths.update(openapi_records.paths())  # message log, stats, suppressions
     return {
         "openapi": "3.1.0",
         "info": {

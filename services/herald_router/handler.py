@@ -143,10 +143,11 @@ class Router:
         plans = plan_channels(req, contact, content, category)
         for plan in plans:
             if plan.skip_status is None:
-                suppressed = [a for a in plan.addresses if await self.store.is_suppressed(req.tenant_id, a)]
+                why = {a: await self.store.suppression_reason(req.tenant_id, a) for a in plan.addresses}
+                suppressed = [a for a, reason in why.items() if reason is not None]
                 if suppressed and len(suppressed) == len(plan.addresses):
                     plan.skip_status, plan.reason = "suppressed", "address is on the suppression list"
-                    plan.reason_code = codes.SUPPRESSED
+                    plan.reason_code = codes.suppression_code(why[suppressed[0]])
                 plan.addresses = [a for a in plan.addresses if a not in suppressed]
         if any(plan.skip_status is None for plan in plans):
             if not await self.policy.within_caps(req, tenant, recipient, category):
