@@ -17,8 +17,8 @@ import secrets
 import subprocess
 import threading
 import time
-import uuid
 import urllib.request
+import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +98,12 @@ def _wait_ready(engine_name: str, services: list[Workload], timeout_s: float = 1
             assert work.probe_port is not None
             if _ready(work.probe_port):
                 del pending[name]
-            elif _container(engine_name, "inspect", "--format", "{{.State.Running}}", work.container) != "true":
-                raise AssertionError(f"{name} exited before it was ready:\n{_logs(engine_name, work)[-3000:]}")
+            elif (
+                _container(engine_name, "inspect", "--format", "{{.State.Running}}", work.container) != "true"
+            ):
+                raise AssertionError(
+                    f"{name} exited before it was ready:\n{_logs(engine_name, work)[-3000:]}"
+                )
         time.sleep(0.5)
     if pending:
         tails = "\n".join(f"--- {n}\n{_logs(engine_name, w)[-1500:]}" for n, w in pending.items())
@@ -268,6 +272,53 @@ def test_every_service_logs_json_lines_only(stack: Stack) -> None:
             assert isinstance(json.loads(line), dict), f"{w.name}: {line[:200]}"
 
 
+async def _load(base: str, api_key: str, count: int) -> None:
+    body = {"to": {"email": "load@example.com"}, "content": {"email": {"subject": "Load", "text": "ok"}}}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
+
+        async def one(i: int) -> None:
+            async with http.post(f"{base}/v1/notifications", json=body) as resp:
+                assert resp.status == 202, await resp.text()
+
+        for start in range(0, count, 50):
+            await asyncio.gather(*(one(i) for i in range(start, min(count, start + 50))))
+
+
+def _usage(engine_name: str, w: Workload) -> tuple[float, float, float]:
+    """CPU seconds used so far, RSS and peak RSS in MB of the container's process (from /proc)."""
+    pid = _container(engine_name, "inspect", "--format", "{{.State.Pid}}", w.container)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return cpu_s, int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+@pytest.mark.skipif(not os.environ.get("HERALD_IMAGE_STATS"), reason="set HERALD_IMAGE_STATS=<file>")
+def test_record_cpu_and_memory_idle_and_under_a_small_load(stack: Stack) -> None:
+    """Not a check: writes each container's CPU and memory, idle and right after 2,000 emails sent
+    through the gateway, to $HERALD_IMAGE_STATS (the README's figures)."""
+    time.sleep(10)
+    idle = {w.name: _usage(stack.engine, w) for w in stack.services}
+    time.sleep(10)
+    idle_end = {w.name: _usage(stack.engine, w) for w in stack.services}
+    api_key = stack.loop.run(seed_demo(stack.gateway, ADMIN_TOKEN))
+    before = len(stack.smtp.snapshot())
+    started = time.monotonic()
+    stack.loop.run(_load(stack.gateway, api_key, 2000), timeout_s=300)
+    while len(stack.smtp.snapshot()) < before + 2000 and time.monotonic() - started < 120:
+        time.sleep(0.1)
+    elapsed = time.monotonic() - started
+    loaded = {w.name: _usage(stack.engine, w) for w in stack.services}
+    with open(os.environ["HERALD_IMAGE_STATS"], "w") as out:
+        out.write(f"2000 emails in {elapsed:.1f} s ({2000 / elapsed:.0f}/s)\n")
+        out.write("service: idle CPU %, idle RSS MB | CPU % under load, RSS MB, peak RSS MB\n")
+        for name, (cpu0, rss0, _) in idle.items():
+            idle_cpu = 100 * (idle_end[name][0] - cpu0) / 10
+            cpu1, rss1, peak = loaded[name]
+            load_cpu = 100 * (cpu1 - idle_end[name][0]) / elapsed
+            out.write(f"{name}: {idle_cpu:.1f}% {rss0:.0f} | {load_cpu:.1f}% {rss1:.0f} {peak:.0f}\n")
+
+
 def _stop(engine_name: str, w: Workload) -> tuple[float, str]:
     started = time.monotonic()
     _container(engine_name, "stop", "--time", str(w.grace_s), w.container)
@@ -277,7 +328,8 @@ def _stop(engine_name: str, w: Workload) -> tuple[float, str]:
 
 def test_stop_drains_each_service_to_exit_0_within_its_grace_period(stack: Stack) -> None:
     with concurrent.futures.ThreadPoolExecutor(len(stack.services)) as pool:
-        results = list(zip(stack.services, pool.map(lambda w: _stop(stack.engine, w), stack.services)))
+        stops = pool.map(lambda w: _stop(stack.engine, w), stack.services)
+        results = list(zip(stack.services, stops, strict=True))
     for w, (elapsed, code) in results:
         logs = _logs(stack.engine, w)[-1500:]
         assert code == "0", f"{w.name} exited {code} after SIGTERM:\n{logs}"
