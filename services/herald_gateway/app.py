@@ -25,6 +25,7 @@ from herald_common.store import Store
 from herald_common.topics import Topics
 from herald_gateway import (
     admin,
+    campaigns,
     cancel,
     events,
     notifications,
@@ -152,4 +153,5 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     webhooks.add_to(app)
     events.add_routes(app)
     triggers.add_routes(app)
+    campaigns.add_routes(app)
     return app

@@ -6,6 +6,8 @@ import pydantic
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
+from herald_common.campaigns.records import Records
+from herald_common.campaigns.records import observer as campaign_records
 from herald_common.kafka import Handler, PoisonRecord
 from herald_common.lifecycle import Lifecycle
 from herald_common.schemas import StatusEvent
@@ -22,6 +24,7 @@ async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
         store = StatusStore(ctx.redis, settings.status_ttl_s)
         # What else follows the status stream, each told what an event changed (herald_common.status.Folded).
         observers: list[StatusObserver] = []
+        observers.append(campaign_records(Records(ctx.redis, ctx.keys)))
 
         async def handle(rec: ConsumerRecord) -> None:
             try:
