@@ -11,6 +11,7 @@ are. The answer says how many lines were read, how many ids were new to the audi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -54,43 +55,52 @@ async def upload(request: web.Request) -> web.Response:
         added += new
         batch.clear()
 
-    while True:
-        try:
+    async def lines_of_body() -> AsyncIterator[bytes]:
+        """The body's lines, read in chunks (one await per chunk, not per line)."""
+        pending = b""
+        while True:
             async with asyncio.timeout(timeout):
-                raw = await request.content.readline()
-        except TimeoutError:
-            response = json_response({"detail": "the upload stalled", "lines": lines, "added": added}, status=408)
-            response.force_close()
-            return response
-        except ValueError:  # a line longer than the reader's buffer
-            raise ProblemError(413, f"line {lines + 1} is longer than {MAX_LINE_BYTES} bytes") from None
-        if not raw:
-            break
-        lines += 1
-        text = raw.strip()
-        if not text:
-            continue
-        try:
-            if len(raw) > MAX_LINE_BYTES:
-                raise LineError(f"longer than {MAX_LINE_BYTES} bytes")
-            if ctype == "text/csv":
-                decoded = text.decode("utf-8")
-                if csv_reader is None:
-                    csv_reader = CsvReader(decoded)
-                    continue
-                member = csv_reader.parse(decoded)
-            else:
-                member = parse_ndjson(text)
-        except (LineError, UnicodeDecodeError) as exc:
-            if ctype == "text/csv" and csv_reader is None:
-                raise ProblemError(422, f"line 1 (the header): {exc}") from None
-            error_count += 1
-            if len(errors) < MAX_REPORTED:
-                errors.append({"line": lines, "message": str(exc)})
-            continue
-        batch.append(member)
-        if len(batch) >= BATCH:
-            await flush()
+                chunk = await request.content.readany()
+            if not chunk:
+                break
+            pieces = (pending + chunk).split(b"\n")
+            pending = pieces.pop()
+            if len(pending) > MAX_LINE_BYTES:
+                raise ProblemError(413, f"a line is longer than {MAX_LINE_BYTES} bytes")
+            for piece in pieces:
+                yield piece
+        if pending:
+            yield pending
+
+    try:
+        async for raw in lines_of_body():
+            lines += 1
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                if ctype == "text/csv":
+                    decoded = text.decode("utf-8")
+                    if csv_reader is None:
+                        csv_reader = CsvReader(decoded)
+                        continue
+                    member = csv_reader.parse(decoded)
+                else:
+                    member = parse_ndjson(text)
+            except (LineError, UnicodeDecodeError) as exc:
+                if ctype == "text/csv" and csv_reader is None:
+                    raise ProblemError(422, f"line 1 (the header): {exc}") from None
+                error_count += 1
+                if len(errors) < MAX_REPORTED:
+                    errors.append({"line": lines, "message": str(exc)})
+                continue
+            batch.append(member)
+            if len(batch) >= BATCH:
+                await flush()
+    except TimeoutError:
+        response = json_response({"detail": "the upload stalled", "lines": lines, "added": added}, status=408)
+        response.force_close()
+        return response
     await flush()
     total = int((await _load(request)).number("audience"))
     body = {"lines": lines, "added": added, "audience": total, "error_count": error_count, "errors": errors}
