@@ -18,13 +18,14 @@ half a second plus one batch) and does one step of its phase:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
 from aiokafka.errors import KafkaError
 
+from herald_campaigns.schedule import local_send_at
 from herald_common import metrics
 from herald_common.backoff import backoff
 from herald_common.campaigns.model import recipient_notification_id
@@ -35,7 +36,6 @@ from herald_common.ids import NotificationIds
 from herald_common.intake import Intake, QueueUnavailable, Submission
 from herald_common.schemas import NotificationIn, Origin, Recipient
 from herald_common.store import Store
-from herald_campaigns.schedule import local_send_at
 
 log = structlog.get_logger()
 
@@ -58,10 +58,11 @@ class CampaignRun:
         ids: NotificationIds,
         token: str,
         batch_max: int,
-        stopping: Callable[[], bool],
+        stop: asyncio.Event,
     ) -> None:
         self.store, self.records, self.contacts, self.intake, self.ids = store, records, contacts, intake, ids
-        self.token, self.batch_max, self.stopping = token, batch_max, stopping
+        self.token, self.batch_max, self.stop = token, batch_max, stop
+        self.stopping = stop.is_set
 
     async def run(self, tenant_id: str, campaign_id: str) -> None:
         """Rounds until the campaign is done, paused, cancelled and recorded, or the process drains."""
@@ -96,18 +97,25 @@ class CampaignRun:
                 await self._pace(started, handled / snap.rate)
 
     async def _pace(self, started: float, period: float) -> None:
-        end = started + period
-        while not self.stopping() and (left := end - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, 0.1))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), max(0.0, started + period - time.monotonic()))
 
     async def _finish(self, snap: Snapshot, final: str) -> None:
         c = snap.campaign
         if final == "completed":
             await self.store.transition(
-                c.tenant_id, c.id, ("running",), "completed", active=None, ended_at=repr(time.time()), phase="done"
+                c.tenant_id,
+                c.id,
+                ("running",),
+                "completed",
+                active=None,
+                ended_at=repr(time.time()),
+                phase="done",
             )
         else:
-            await self.store.transition(c.tenant_id, c.id, ("cancelled",), "cancelled", active=None, phase="done")
+            await self.store.transition(
+                c.tenant_id, c.id, ("cancelled",), "cancelled", active=None, phase="done"
+            )
 
     def _recipients_key(self, snap: Snapshot) -> str:
         c = snap.campaign
@@ -207,7 +215,9 @@ class CampaignRun:
 
     async def _cancel_batch(self, snap: Snapshot) -> int:
         c = snap.campaign
-        batch = await self.store.members(self._recipients_key(snap), snap.fields.get("cursor", ""), SNAPSHOT_PAGE)
+        batch = await self.store.members(
+            self._recipients_key(snap), snap.fields.get("cursor", ""), SNAPSHOT_PAGE
+        )
         if not batch:
             await self._finish(snap, "cancelled")
             return 0

@@ -18,6 +18,8 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
+from herald_campaigns.fanout import CampaignRun, LeaseLost
+from herald_campaigns.settings import CampaignsSettings
 from herald_common import metrics
 from herald_common.cache import TTLCache
 from herald_common.campaigns.records import Records
@@ -27,8 +29,6 @@ from herald_common.intake import Intake
 from herald_common.lifecycle import Lifecycle
 from herald_common.store import Store
 from herald_common.worker import LoopContext, run_loop
-from herald_campaigns.fanout import CampaignRun, LeaseLost
-from herald_campaigns.settings import CampaignsSettings
 
 log = structlog.get_logger()
 
@@ -57,7 +57,7 @@ async def serve(settings: CampaignsSettings, lifecycle: Lifecycle) -> None:
             ids=ids,
             token=token,
             batch_max=settings.campaigns_batch_max,
-            stopping=ctx.lifecycle.stopping.is_set,
+            stop=ctx.lifecycle.stopping,
         )
         running: dict[tuple[str, str], asyncio.Task[None]] = {}
         lease_s = settings.campaigns_lease_s
@@ -75,7 +75,9 @@ async def serve(settings: CampaignsSettings, lifecycle: Lifecycle) -> None:
             except LeaseLost:
                 log.warning("campaign lease lost; another replica has it", campaign=campaign_id)
             except Exception:
-                log.exception("campaign run failed; it will be resumed", tenant=tenant_id, campaign=campaign_id)
+                log.exception(
+                    "campaign run failed; it will be resumed", tenant=tenant_id, campaign=campaign_id
+                )
             finally:
                 keeper.cancel()
                 with contextlib.suppress(Exception):

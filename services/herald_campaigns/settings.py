@@ -10,7 +10,9 @@ class CampaignsSettings(CommonSettings):
     id_secret: SecretStr | None = Field(
         None, description="the gateway's HERALD_ID_SECRET: signs the notification ids campaigns produce"
     )
-    template_cache_s: float = Field(2.0, ge=0, le=300, description="how long a template's category may be cached")
+    template_cache_s: float = Field(
+        2.0, ge=0, le=300, description="how long a template's category may be cached"
+    )
     campaigns_poll_interval_s: float = Field(
         0.5, gt=0, le=60, description="how often a campaigns replica looks for campaigns due to fan out"
     )

@@ -23,7 +23,9 @@ from herald_gateway.problems import ProblemError, json_response
 
 BATCH = 2000
 MAX_REPORTED = 100
-NDJSON = frozenset({"application/x-ndjson", "application/jsonl", "application/json-seq", "application/ndjson"})
+NDJSON = frozenset(
+    {"application/x-ndjson", "application/jsonl", "application/json-seq", "application/ndjson"}
+)
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -51,7 +53,9 @@ async def upload(request: web.Request) -> web.Response:
             await app[TRIGGERS].upsert_contacts(tenant_id, inline)
         new = await app[CAMPAIGNS].append_audience(tenant_id, campaign_id, [m.contact_id for m in batch])
         if new < 0:
-            raise ProblemError(409, f"the campaign started during the upload; {added} ids were added before it")
+            raise ProblemError(
+                409, f"the campaign started during the upload; {added} ids were added before it"
+            )
         added += new
         batch.clear()
 

@@ -34,7 +34,9 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 def _limit(request: web.Request, default: int = 100) -> int:
     raw = request.query.get("limit", str(default))
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise ProblemError(422, "limit must be an integer from 1 to 1000", [{"field": "limit", "message": "1 to 1000"}])
+        raise ProblemError(
+            422, "limit must be an integer from 1 to 1000", [{"field": "limit", "message": "1 to 1000"}]
+        )
     return int(raw)
 
 
@@ -78,9 +80,13 @@ async def create(request: web.Request) -> web.Response:
         try:
             expression = compile_expression(body.segment)
         except ExpressionError as exc:
-            raise ProblemError(422, "the segment does not compile", [{"field": "segment", "message": str(exc)}]) from None
+            raise ProblemError(
+                422, "the segment does not compile", [{"field": "segment", "message": str(exc)}]
+            ) from None
         if "event" in expression.program.variables():
-            raise ProblemError(422, "a segment sees only contact", [{"field": "segment", "message": "use contact"}])
+            raise ProblemError(
+                422, "a segment sees only contact", [{"field": "segment", "message": "use contact"}]
+            )
     if await app[STORE].get_template(tenant_id, body.template_id) is None:
         raise ProblemError(422, "no such template", [{"field": "template_id", "message": "not found"}])
     snap = await app[CAMPAIGNS].create(tenant_id, body)
@@ -97,7 +103,9 @@ async def list_campaigns(request: web.Request) -> web.Response:
         try:
             before = float(cursor)
         except ValueError:
-            raise ProblemError(422, "cursor is not one this API gave", [{"field": "cursor", "message": "invalid"}]) from None
+            raise ProblemError(
+                422, "cursor is not one this API gave", [{"field": "cursor", "message": "invalid"}]
+            ) from None
     found = await app[CAMPAIGNS].ids(tenant_id, before, limit)
     items = []
     for campaign_id, _ in found:
@@ -160,11 +168,18 @@ async def cancel(request: web.Request) -> web.Response:
     started = snap.state != "draft"
     # A started campaign stays active until a campaigns replica has recorded its remaining recipients.
     response = await _act(
-        request, ("draft", *ACTIVE), "cancelled", active=now if started else None, paused="0", ended_at=repr(now)
+        request,
+        ("draft", *ACTIVE),
+        "cancelled",
+        active=now if started else None,
+        paused="0",
+        ended_at=repr(now),
     )
     if started:
         waiting = await cancel_by_key(app[REDIS], app[KEYS], c.tenant_id, c.cancellation_key(), now)
-        await announce(app[PRODUCER], app[TOPICS], cancelled_events(c.tenant_id, waiting, now, "campaign cancelled"))
+        await announce(
+            app[PRODUCER], app[TOPICS], cancelled_events(c.tenant_id, waiting, now, "campaign cancelled")
+        )
     return response
 
 

@@ -46,7 +46,9 @@ async def members(stack: Stack, n: int, prefix: str = "m", **attributes: Any) ->
         for i, cid in enumerate(ids)
     ]
     for start in range(0, n, 1000):
-        status, body = await stack.api.call("POST", "/v1/contacts:batch", {"contacts": contacts[start : start + 1000]})
+        status, body = await stack.api.call(
+            "POST", "/v1/contacts:batch", {"contacts": contacts[start : start + 1000]}
+        )
         assert status == 200, body
     return ids
 
@@ -61,7 +63,10 @@ async def new_campaign(stack: Stack, **fields: Any) -> str:
 async def upload(stack: Stack, campaign_id: str, ids: list[str]) -> dict[str, Any]:
     data = "".join(f'{{"contact_id": "{i}"}}\n' for i in ids).encode()
     status, body = await stack.api.call(
-        "POST", f"/v1/campaigns/{campaign_id}/audience", data=data, headers={"Content-Type": "application/x-ndjson"}
+        "POST",
+        f"/v1/campaigns/{campaign_id}/audience",
+        data=data,
+        headers={"Content-Type": "application/x-ndjson"},
     )
     assert status == 200, body
     return dict(body)

@@ -18,7 +18,13 @@ from tests.harness import ADMIN_TOKEN, Api, Env, running
 pytestmark = [pytest.mark.integration]
 
 LINES = 2_000
-BAD = {17: b'{"contact_id": ""}', 99: b"not json", 500: b'{"contact": {}}', 1_234: b"42", 1_400: b'{"contact_id": "a b"}'}
+BAD = {
+    17: b'{"contact_id": ""}',
+    99: b"not json",
+    500: b'{"contact": {}}',
+    1_234: b"42",
+    1_400: b'{"contact_id": "a b"}',
+}
 BAD |= {1_500 + i: b'{"contact_id": "ok", "extra": 1}' for i in range(5)}
 
 
@@ -42,7 +48,9 @@ async def test_ndjson_bad_lines_reported_and_counted_csv_fields_upserted(infra: 
     async with running((serve_gateway, gw)), aiohttp.ClientSession() as http:
         api = Api(http, f"http://127.0.0.1:{port}")
         api.token = await api.new_tenant()
-        await api.call("PUT", "/v1/templates/promo", {"category": "marketing", "email": {"subject": "s", "text": "t"}})
+        await api.call(
+            "PUT", "/v1/templates/promo", {"category": "marketing", "email": {"subject": "s", "text": "t"}}
+        )
         status, campaign = await api.call("POST", "/v1/campaigns", {"template_id": "promo"})
         assert status == 201, campaign
         async with http.post(
@@ -58,15 +66,24 @@ async def test_ndjson_bad_lines_reported_and_counted_csv_fields_upserted(infra: 
         status, doc = await api.call("GET", f"/v1/campaigns/{campaign['id']}")
         assert status == 200 and doc["audience"] == LINES - 10
 
-        csv = b"contact_id,email,attributes.tier\nm-1,m1@example.com,gold\nm-2,not-an-email,gold\nm-3,,silver\n"
+        csv = (
+            b"contact_id,email,attributes.tier\nm-1,m1@example.com,gold\nm-2,not-an-email,gold\nm-3,,silver\n"
+        )
         status, result = await api.call(
             "POST", f"/v1/campaigns/{campaign['id']}/audience", data=csv, headers={"Content-Type": "text/csv"}
         )
         assert status == 200 and result["added"] == 2 and result["error_count"] == 1
         assert result["errors"][0]["line"] == 3 and "email" in result["errors"][0]["message"]
         status, contact = await api.call("GET", "/v1/contacts/m-1")
-        assert status == 200 and contact["email"] == "m1@example.com" and contact["attributes"] == {"tier": "gold"}
+        assert (
+            status == 200
+            and contact["email"] == "m1@example.com"
+            and contact["attributes"] == {"tier": "gold"}
+        )
         status, _ = await api.call(
-            "POST", f"/v1/campaigns/{campaign['id']}/audience", data=b"x", headers={"Content-Type": "text/plain"}
+            "POST",
+            f"/v1/campaigns/{campaign['id']}/audience",
+            data=b"x",
+            headers={"Content-Type": "text/plain"},
         )
         assert status == 415

@@ -57,7 +57,9 @@ async def test_segment_selects_exactly_the_matching_contacts_each_greeted_once(s
     assert [r["contact_id"] for r in page["recipients"] + rest["recipients"]] == gold
 
 
-async def test_pause_stops_provider_calls_within_a_second_and_resume_sends_the_rest_once(stack: Stack) -> None:
+async def test_pause_stops_provider_calls_within_a_second_and_resume_sends_the_rest_once(
+    stack: Stack,
+) -> None:
     await _tenant(stack)
     ids = await members(stack, 60, prefix="q")
     cid = await new_campaign(stack, rate_per_s=20)
@@ -108,11 +110,17 @@ async def test_lifecycle_rules_rate_change_and_resend_to_failed(stack: Stack) ->
     stack.smtp.reject["f1@bounce.test"] = "550 5.1.1 no such user"
     ids = [*await members(stack, 3, prefix="r"), "f1", "ghost"]
     bad = await stack.api.call(
-        "POST", "/v1/campaigns", {"template_id": "nope", "segment": "contact.attributes.tier ==", "rate_per_s": 5}
+        "POST",
+        "/v1/campaigns",
+        {"template_id": "nope", "segment": "contact.attributes.tier ==", "rate_per_s": 5},
     )
     assert bad[0] == 422
-    await stack.api.call("PUT", "/v1/templates/promo", {"category": "marketing", "email": {"subject": "s", "text": "t"}})
-    status, body = await stack.api.call("POST", "/v1/campaigns", {"template_id": "promo", "segment": "contact.x =="})
+    await stack.api.call(
+        "PUT", "/v1/templates/promo", {"category": "marketing", "email": {"subject": "s", "text": "t"}}
+    )
+    status, body = await stack.api.call(
+        "POST", "/v1/campaigns", {"template_id": "promo", "segment": "contact.x =="}
+    )
     assert status == 422 and "line 1, column" in body["errors"][0]["message"]
     cid = await new_campaign(stack, rate_per_s=50)
     assert (await stack.api.call("POST", f"/v1/campaigns/{cid}:start"))[0] == 409  # no audience yet

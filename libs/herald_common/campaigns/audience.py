@@ -69,7 +69,11 @@ class CsvReader:
         names = [n.strip() for n in names]
         if "contact_id" not in names:
             raise LineError("the CSV header needs a contact_id column")
-        unknown = [n for n in names if n != "contact_id" and n not in _CONTACT_FIELDS and not n.startswith("attributes.")]
+        unknown = [
+            n
+            for n in names
+            if n != "contact_id" and n not in _CONTACT_FIELDS and not n.startswith("attributes.")
+        ]
         if unknown:
             raise LineError(f"unknown CSV column {unknown[0]!r}")
         self.names = names
@@ -87,7 +91,9 @@ class CsvReader:
         except pydantic.ValidationError as exc:
             raise LineError(f"contact_id: {_problem(exc)}") from None
         fields = {k: v for k, v in row.items() if k in _CONTACT_FIELDS and v != ""}
-        attributes = {k.split(".", 1)[1]: v for k, v in row.items() if k.startswith("attributes.") and v != ""}
+        attributes = {
+            k.split(".", 1)[1]: v for k, v in row.items() if k.startswith("attributes.") and v != ""
+        }
         if not fields and not attributes:
             return Member(contact_id)
         try:

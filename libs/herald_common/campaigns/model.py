@@ -62,7 +62,9 @@ def outcome_of(status: str, reason_code: str | None) -> tuple[str, str] | None:
     return outcome, (reason_code or "") if outcome in ("suppressed", "capped", "failed", "cancelled") else ""
 
 
-def recipient_notification_id(ids: NotificationIds, tenant_id: str, campaign: Campaign, contact_id: str) -> str:
+def recipient_notification_id(
+    ids: NotificationIds, tenant_id: str, campaign: Campaign, contact_id: str
+) -> str:
     """The one notification a campaign sends a recipient: the same (campaign, contact) always gives the
     same signed id, so a replayed batch is recognised downstream."""
     return ids.derived(tenant_id, f"campaign\x1f{campaign.id}\x1f{contact_id}", campaign.created_at)

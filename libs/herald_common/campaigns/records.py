@@ -86,7 +86,9 @@ class Records:
         self._mark = redis.register_script(_MARK)
         self._auto = AutoPipeline(redis)
 
-    async def move(self, tenant_id: str, campaign_id: str, contact_id: str, outcome: str, reason: str) -> bool:
+    async def move(
+        self, tenant_id: str, campaign_id: str, contact_id: str, outcome: str, reason: str
+    ) -> bool:
         """Move one recipient to ``outcome`` (if it ranks above its current one); True when it moved."""
         names = record_keys(self.keys, tenant_id, campaign_id)
         args = [contact_id, outcome, reason]
@@ -133,7 +135,9 @@ class Records:
         """Recipients in ``outcome`` after contact id ``after``, in id order: (contact id, reason)."""
         start = f"({after}" if after else "-"
         index = self.keys.campaign(tenant_id, campaign_id, f"by:{outcome}")
-        ids = [i.decode() for i in await self.redis.zrange(index, start, "+", bylex=True, offset=0, num=limit)]
+        ids = [
+            i.decode() for i in await self.redis.zrange(index, start, "+", bylex=True, offset=0, num=limit)
+        ]
         if not ids:
             return []
         values = await self.redis.hmget(self.keys.campaign(tenant_id, campaign_id, "rec"), ids)

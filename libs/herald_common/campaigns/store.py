@@ -38,7 +38,8 @@ redis.call('HSET', KEYS[1], 'state', ARGV[2])
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[4] == '-' then redis.call('ZREM', KEYS[3], ARGV[3])
 elseif ARGV[4] ~= '' then redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[3]) end
-if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1') elseif ARGV[5] == '0' then redis.call('DEL', KEYS[2]) end
+if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1')
+elseif ARGV[5] == '0' then redis.call('DEL', KEYS[2]) end
 return {1, ARGV[2]}
 """
 # KEYS: campaign hash, audience set. ARGV: ids. Adds while the campaign is a draft; -1 otherwise.
@@ -60,7 +61,8 @@ redis.call('HSET', KEYS[1], 'rate', ARGV[1])
 return {1, cur}
 """
 # Lease: KEYS[1] lease; ARGV token, ttl ms. Renew/release only by the holder.
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+_RENEW = """if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"""
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 ACTIVE_SEP = "\x1f"
@@ -92,9 +94,7 @@ class CampaignStore:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
-    async def create(
-        self, tenant_id: str, body: CampaignIn, *, follow_up_of: str | None = None
-    ) -> Snapshot:
+    async def create(self, tenant_id: str, body: CampaignIn, *, follow_up_of: str | None = None) -> Snapshot:
         now = time.time()
         campaign = Campaign(
             id=f"c_{secrets.token_hex(8)}",
@@ -110,7 +110,11 @@ class CampaignStore:
             created_at=now,
             follow_up_of=follow_up_of,
         )
-        fields = {"cfg": campaign.model_dump_json(exclude_none=True), "state": "draft", "rate": repr(body.rate_per_s)}
+        fields = {
+            "cfg": campaign.model_dump_json(exclude_none=True),
+            "state": "draft",
+            "rate": repr(body.rate_per_s),
+        }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.campaign(tenant_id, campaign.id), mapping=fields)
             pipe.zadd(self.keys.campaigns(tenant_id), {campaign.id: now})
@@ -144,7 +148,7 @@ class CampaignStore:
         allowed: Iterable[str],
         to: str,
         *,
-        active: float | None | str = "",
+        active: float | str | None = "",
         paused: str = "",
         **fields: Any,
     ) -> tuple[bool, str]:
@@ -173,7 +177,10 @@ class CampaignStore:
         """Add ids to a draft's audience; the number new to it, or -1 once the campaign has started."""
         if not contact_ids:
             return 0
-        names = [self.keys.campaign(tenant_id, campaign_id), self.keys.campaign(tenant_id, campaign_id, "audience")]
+        names = [
+            self.keys.campaign(tenant_id, campaign_id),
+            self.keys.campaign(tenant_id, campaign_id, "audience"),
+        ]
         return int(await self._append(keys=names, args=list(contact_ids)))
 
     async def members(self, key: str, after: str, count: int) -> list[str]:
