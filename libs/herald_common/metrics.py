@@ -125,6 +125,15 @@ WEBHOOK_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+CAMPAIGN_RECIPIENTS = Counter(
+    "herald_campaign_recipients_total",
+    "Campaign recipients handled by the campaigns service (fanned_out|cancelled|snapshotted)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CAMPAIGNS_RUNNING = Gauge(
+    "herald_campaigns_running", "Campaigns this campaigns replica is fanning out", registry=REGISTRY
+)
 
 
 def render() -> bytes:

@@ -105,6 +105,22 @@ class Keys:
     def dead_letter_replayed(self, topic: str, partition: int, offset: int) -> str:
         return f"{self.prefix}:dlq:replayed:{topic}:{partition}:{offset}"
 
+    def contact_index(self, tenant_id: str) -> str:
+        """Sorted set (all scores 0, so ordered by id) of the tenant's contact ids: listing without SCAN."""
+        return f"{self.prefix}:t:{tenant_id}:contacts"
+
+    def campaigns(self, tenant_id: str) -> str:
+        """Sorted set of the tenant's campaign ids by creation time (herald_common.campaigns)."""
+        return f"{self.prefix}:t:{tenant_id}:campaigns"
+
+    def campaign(self, tenant_id: str, campaign_id: str, part: str = "") -> str:
+        """A campaign's hash, or one of its parts (audience, recipients, records, counts, lease…)."""
+        return f"{self.prefix}:t:{tenant_id}:campaign:{campaign_id}" + (f":{part}" if part else "")
+
+    def campaigns_active(self) -> str:
+        """Sorted set of ``tenant\x1fcampaign`` to fan out, scored by when they are due."""
+        return f"{self.prefix}:campaigns:active"
+
     def webhooks(self, tenant_id: str) -> str:
         """Hash: webhook endpoint id → the endpoint (herald_common.webhooks)."""
         return f"{self.prefix}:t:{tenant_id}:webhooks"

@@ -86,14 +86,36 @@ class Store:
     # contacts -----------------------------------------------------------------------------------------
     async def put_contact(self, tenant_id: str, contact_id: str, data: ContactIn) -> Contact:
         contact = Contact(**data.model_dump(), id=contact_id, updated_at=now())
-        await self.redis.set(self.keys.contact(tenant_id, contact_id), contact.model_dump_json())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.contact(tenant_id, contact_id), contact.model_dump_json())
+            pipe.zadd(self.keys.contact_index(tenant_id), {contact_id: 0})
+            await pipe.execute()
         return contact
 
     async def put_contacts(self, tenant_id: str, contacts: list[Contact]) -> None:
+        if not contacts:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in contacts:
                 pipe.set(self.keys.contact(tenant_id, c.id), c.model_dump_json())
+            pipe.zadd(self.keys.contact_index(tenant_id), dict.fromkeys((c.id for c in contacts), 0))
             await pipe.execute()
+
+    async def contact_ids(self, tenant_id: str, after: str = "", count: int = 1000) -> list[str]:
+        """Up to ``count`` of the tenant's contact ids after ``after`` (empty: from the start), in id
+        order, from the per-tenant index: paging through millions without scanning the keyspace."""
+        start = f"({after}" if after else "-"
+        ids = await self.redis.zrange(
+            self.keys.contact_index(tenant_id), start, "+", bylex=True, offset=0, num=count
+        )
+        return [i.decode() for i in ids]
+
+    async def get_contacts(self, tenant_id: str, contact_ids: list[str]) -> list[Contact | None]:
+        """Many contacts in one MGET, in the order asked (None where there is none)."""
+        if not contact_ids:
+            return []
+        raws = await self.redis.mget([self.keys.contact(tenant_id, c) for c in contact_ids])
+        return [Contact.model_validate_json(r) if r else None for r in raws]
 
     async def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
         key = self.keys.contact(tenant_id, contact_id)
@@ -116,6 +138,7 @@ class Store:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.contact(tenant_id, contact_id))
             pipe.delete(self.keys.message_log(tenant_id, contact_id))
+            pipe.zrem(self.keys.contact_index(tenant_id), contact_id)
             for category in categories:
                 pipe.delete(self.keys.frequency(tenant_id, contact_id, category))
             await pipe.execute()

@@ -104,3 +104,4 @@ class TriggerStore:
             return Contact.model_validate_json(orjson.dumps(doc)).model_dump_json()
 
         await self._update(self.keys.contact(tenant_id, contact_id), merge)
+        await self.redis.zadd(self.keys.contact_index(tenant_id), {contact_id: 0})  # the tenant's listing

@@ -25,6 +25,7 @@ from herald_common.store import Store
 from herald_common.topics import Topics
 from herald_gateway import (
     admin,
+    campaigns,
     cancel,
     events,
     notifications,
@@ -160,4 +161,5 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     records.add_to(app)  # message log, stats, engagement
     suppressions.add_routes(app)
     replies.add_routes(app)
+    campaigns.add_routes(app)
     return app

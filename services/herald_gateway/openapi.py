@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from herald_common.campaigns.model import CampaignIn, CampaignPatch
 from herald_common.events import EventBatch, EventIn, TriggerIn
 from herald_common.fields import json_value_schema
 from herald_common.schemas import (
@@ -42,6 +43,8 @@ _MODELS: list[type[BaseModel]] = [
     EventIn,
     EventBatch,
     TriggerIn,
+    CampaignIn,
+    CampaignPatch,
 ]
 
 # (method, path, summary, request model or None, success status, auth)
@@ -113,6 +116,45 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
         "/v1/notifications:cancel-by-key",
         "Cancel the tenant's notifications with a cancellation key accepted before now",
         "CancelByKeyIn",
+        200,
+        "tenant",
+    ),
+    ("post", "/v1/campaigns", "Create a campaign (a draft)", "CampaignIn", 201, "tenant"),
+    ("get", "/v1/campaigns", "List the campaigns, newest first (limit, cursor)", None, 200, "tenant"),
+    ("get", "/v1/campaigns/{campaign_id}", "A campaign: state, counts per outcome, ETA", None, 200, "tenant"),
+    ("patch", "/v1/campaigns/{campaign_id}", "Change a campaign's rate", "CampaignPatch", 200, "tenant"),
+    ("post", "/v1/campaigns/{campaign_id}:start", "Start a draft campaign", None, 202, "tenant"),
+    ("post", "/v1/campaigns/{campaign_id}:pause", "Pause a campaign", None, 202, "tenant"),
+    ("post", "/v1/campaigns/{campaign_id}:resume", "Resume a paused campaign", None, 202, "tenant"),
+    (
+        "post",
+        "/v1/campaigns/{campaign_id}:cancel",
+        "Cancel a campaign and what it queued",
+        None,
+        202,
+        "tenant",
+    ),
+    (
+        "post",
+        "/v1/campaigns/{campaign_id}:resend-failed",
+        "A draft follow-up campaign to this one's failed recipients",
+        None,
+        201,
+        "tenant",
+    ),
+    (
+        "post",
+        "/v1/campaigns/{campaign_id}/audience",
+        "Append to a draft's audience: NDJSON or CSV streamed, bad lines reported by number",
+        None,
+        200,
+        "tenant",
+    ),
+    (
+        "get",
+        "/v1/campaigns/{campaign_id}/recipients",
+        "Recipients by outcome (status, limit, cursor)",
+        None,
         200,
         "tenant",
     ),
@@ -271,6 +313,16 @@ def document(admin: bool = False) -> dict[str, Any]:
         if method == "get" and path == "/v1/notifications/{notification_id}":
             op["responses"]["200"]["content"] = {
                 "application/json": {"schema": {"$ref": "#/components/schemas/NotificationStatus"}}
+            }
+        if path.startswith("/v1/campaigns/{campaign_id}"):
+            op["parameters"][0]["schema"] = {"type": "string", "pattern": "^c_[0-9a-f]{16}$"}
+        if path.endswith("/audience"):
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
             }
         if model:
             op["requestBody"] = {

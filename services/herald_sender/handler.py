@@ -5,6 +5,7 @@
   address is suppressed for the tenant (a dead push token is removed from its contact);
 - cancelled (herald_common.cancel: by id, or by key before it was accepted) → ledger and status
   ``cancelled`` instead of calling the provider (checked once per record, just before the first attempt);
+- of a paused campaign (herald_common.campaigns.gate) → parked in the scheduler, asked again later;
 - transient error → the :class:`RetryPolicy` decides: a short backoff is waited in place, a longer
   one is handed to the scheduler (ledger ``scheduled``, status ``retrying`` with ``next_attempt_at``)
   and the handler returns, so the partition moves on; after the last attempt, or when the message
@@ -28,6 +29,7 @@ from redis.exceptions import RedisError
 
 from herald_common import metrics
 from herald_common.backoff import backoff
+from herald_common.campaigns.gate import PARK_S, CampaignGate
 from herald_common.cancel import Cancellations
 from herald_common.channels import spec
 from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, Cause, PoisonRecord
@@ -59,6 +61,7 @@ class Sender:
         self.ledger = Ledger(ctx.redis, ctx.keys, settings.ledger_ttl_s)
         self.report = Reporter(ctx, outbound.name)
         self.cancellations = Cancellations(ctx.redis, ctx.keys)
+        self.campaigns = CampaignGate(ctx.redis, ctx.keys)
         self.retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_delay_s=settings.retry_base_delay_s,
@@ -79,6 +82,11 @@ class Sender:
             d.tenant_id, d.notification_id, d.cancellation_key, d.accepted_at
         ):
             await self._cancelled(d)
+            return
+        campaign = d.origin.campaign_id if d.origin is not None else None
+        if campaign is not None and await self.campaigns.paused(d.tenant_id, campaign):
+            await self.report.retry_later(rec, d, d.attempt, time.time() + PARK_S)  # asked again then
+            metrics.DELIVERIES.labels(self.channel, self.outbound.name, "parked").inc()
             return
         while True:
             if d.expires_at is not None and d.expires_at < time.time():

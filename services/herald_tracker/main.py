@@ -6,6 +6,8 @@ import pydantic
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
+from herald_common.campaigns.records import Records
+from herald_common.campaigns.records import observer as campaign_records
 from herald_common.kafka import Handler, PoisonRecord
 from herald_common.lifecycle import Lifecycle
 from herald_common.message_log import MessageLog
@@ -26,6 +28,7 @@ async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
         observers: list[StatusObserver] = [
             Stats(ctx.redis, ctx.keys, settings.stats_retention_days).observe,
             MessageLog(ctx.redis, ctx.keys, settings).observe,
+            campaign_records(Records(ctx.redis, ctx.keys)),
         ]
 
         async def handle(rec: ConsumerRecord) -> None:

@@ -88,7 +88,7 @@ def test_main_reports_success(capsys: pytest.CaptureFixture[str]) -> None:
 def test_defaults_deploy_every_service_with_hpas_on_gateway_routers_senders(rendered: dict) -> None:
     docs = rendered["defaults"]
     deployments, hpas = by_name(docs, "Deployment"), by_name(docs, "HorizontalPodAutoscaler")
-    assert len(deployments) == 12  # gateway, 2 routers, 6 senders, tracker, scheduler, webhooks
+    assert len(deployments) == 13  # gateway, 2 routers, 6 senders, tracker, scheduler, webhooks, campaigns
     assert set(hpas) == {n for n in deployments if n.split("-")[1] in {"gateway", "router", "sender"}}
     assert deployments["herald-scheduler"]["spec"]["replicas"] == 1
     args = deployments["herald-sender-email-bulk"]["spec"]["template"]["spec"]["containers"][0]["args"]
