@@ -186,6 +186,12 @@ def rule_notification_id(ids: NotificationIds, tenant_id: str, event_id: str, at
     return ids.derived(tenant_id, f"event\x1f{event_id}\x1f{rule}", at)
 
 
+def event_idempotency_name(key: str) -> str:
+    """Where a client's event idempotency key lives among the tenant's keys: one namespace for events
+    posted over HTTP and produced to the tenant's events topic, apart from notifications' keys."""
+    return f"event\x1f{key}"
+
+
 def rule_idempotency_key(event_id: str, rule: int) -> str:
     """The intake idempotency key of that notification: a redelivered event publishes nothing twice."""
     return f"event:{event_id}:{rule}"

@@ -261,6 +261,11 @@ class TenantIn(Strict):
     frequency_caps: FrequencyCaps | None = Field(
         None, description="per contact and category: at most max notifications per rolling window"
     )
+    events_topic: bool = Field(
+        False,
+        description="Herald creates and consumes the Kafka topic <prefix>.tenant-events.<tenant id>, "
+        "which the tenant's own systems produce loyalty events to",
+    )
 
 
 class TenantPatch(Strict):
@@ -281,9 +286,12 @@ class TenantPatch(Strict):
     rate_limit_burst: BurstSize | None = None
     quiet_hours: QuietHours | None = None
     frequency_caps: FrequencyCaps | None = None
+    events_topic: Annotated[bool | None, WithJsonSchema({"type": "boolean"})] = None
 
     @model_validator(mode="after")
     def _named(self) -> TenantPatch:
+        if "events_topic" in self.model_fields_set and self.events_topic is None:
+            raise ValueError("events_topic is true or false")
         if "name" in self.model_fields_set and self.name is None:
             raise ValueError("name cannot be cleared")
         return self

@@ -15,7 +15,13 @@ import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from herald_common.events import EventBatch, EventIn, EventRecord, rule_notification_id
+from herald_common.events import (
+    EventBatch,
+    EventIn,
+    EventRecord,
+    event_idempotency_name,
+    rule_notification_id,
+)
 from herald_common.ids import EventIds, partition_key
 from herald_common.intake import fingerprint
 from herald_common.intake.idempotency import Claim, IdempotencyStore
@@ -38,7 +44,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 def _idem_key(app: web.Application, tenant_id: str, key: str) -> str:
-    return app[KEYS].idempotency(tenant_id, f"event\x1f{key}")
+    return app[KEYS].idempotency(tenant_id, event_idempotency_name(key))
 
 
 async def _reserve(

@@ -81,6 +81,10 @@ class EventRouter:
             event = EventRecord.model_validate_json(rec.value)
         except (pydantic.ValidationError, ValueError) as exc:
             raise PoisonRecord(f"unreadable event: {exc}") from exc
+        await self.decide(event)
+
+    async def decide(self, event: EventRecord) -> None:
+        """Every rule of the event's trigger, decided and recorded (an event taken in from any source)."""
         outcome = EventOutcome(
             id=event.id,
             type=event.type,

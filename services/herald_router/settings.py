@@ -26,6 +26,14 @@ class RouterSettings(ConsumerSettings):
         7 * 24 * 3600, ge=60, description="how long GET /v1/events/{id} shows what the triggers decided"
     )
 
+    tenant_events_refresh_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="how often the transactional router looks for tenants' events topics created since "
+        "(a tenant's topic is consumed within about this long of its events_topic being enabled)",
+    )
+
     def id_secret_bytes(self) -> bytes | None:
         return id_secret_from_setting(self.id_secret.get_secret_value()) if self.id_secret else None
 

@@ -36,7 +36,12 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def email_stack(
-    infra: Infra, tmp: Path, *, senders: bool = True, **sender_overrides: object
+    infra: Infra,
+    tmp: Path,
+    *,
+    senders: bool = True,
+    router_overrides: dict[str, object] | None = None,
+    **sender_overrides: object,
 ) -> AsyncIterator[Stack]:
     capture = SmtpCapture(outbox=Outbox(tmp / "outbox"))
     peer = SmtpPeer(free_port(), capture).start()
@@ -48,7 +53,10 @@ async def email_stack(
     )
     services = [
         (serve_gateway, gw),
-        (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),
+        (
+            serve_router,
+            load(RouterSettings, **env.settings(router_lane="transactional", **(router_overrides or {}))),
+        ),
         (serve_router, load(RouterSettings, **env.settings(router_lane="bulk"))),
         (serve_tracker, load(TrackerSettings, **env.settings())),
     ]
