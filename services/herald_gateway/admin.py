@@ -10,6 +10,7 @@ from herald_common.kafka.security import client_options
 from herald_common.schemas import ApiKeyIn, TenantIn, TenantPatch
 from herald_common.topics import DEFAULT_PARTITIONS
 from herald_gateway.context import KEY_CACHE, SETTINGS, STORE, TENANT_CACHE, TOPICS
+from herald_gateway.problems import ProblemError, json_response, parse_body
 
 
 async def _events_topic(request: web.Request, tenant_id: str, outcome: str = "nothing was changed") -> None:
@@ -31,7 +32,6 @@ async def _events_topic(request: web.Request, tenant_id: str, outcome: str = "no
         ) from exc
 
 
-from herald_gateway.problems import ProblemError, json_response, parse_body
 
 
 async def create_tenant(request: web.Request) -> web.Response:
