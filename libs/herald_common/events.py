@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from herald_common.durations import Duration
 from herald_common.fields import Category, Identifier, JsonObject, _one_of_present
 from herald_common.ids import NotificationIds
-from herald_common.schemas import ContactIn, Strict, Wire
+from herald_common.schemas import ContactIn, Routing, Strict, Wire
 from herald_common.settings import Channel, Lane
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_\-]{0,63}(\.[a-z0-9_\-]{1,64}){0,4}$"
@@ -102,8 +102,10 @@ class TriggerRule(Strict):
     channels: list[Channel] | None = Field(
         None, min_length=1, max_length=3, description="in order of preference; default: the template's"
     )
-    routing: Literal["all", "first"] = Field(
-        "all", description="all: every channel; first: the first channel the contact can be reached on"
+    routing: Routing = Field(
+        "all",
+        description="all: every channel; first: the first channel the contact can be reached on, falling "
+        "back to the next one when it fails permanently",
     )
     lane: Lane | None = None
     category: Category | None = None

@@ -40,6 +40,8 @@ TEMPLATE_NOT_FOUND: Final = "template_not_found"
 NO_ADDRESS: Final = "no_address"
 NO_CONTENT: Final = "no_content"
 RENDER_ERROR: Final = "render_error"
+# routing ``first``: this channel failed for good and the notification moved on to the next channel.
+FELL_BACK: Final = "fell_back"
 
 REASON_CODES: Final = (
     OPTED_OUT_CHANNEL,
@@ -55,6 +57,7 @@ REASON_CODES: Final = (
     NO_ADDRESS,
     NO_CONTENT,
     RENDER_ERROR,
+    FELL_BACK,
 )
 
 TRANSACTIONAL: Final = "transactional"

@@ -33,6 +33,9 @@ from herald_common.fields import (
 from herald_common.quiet_hours import QuietHours
 from herald_common.settings import CHANNELS, Channel, Lane
 
+# How a notification uses its channels: every one, or the first reachable with fallback (README).
+Routing = Literal["all", "first"]
+
 
 class Strict(BaseModel):
     """Request bodies: unknown fields refused and no type coercion (``0`` is not ``false``, ``"5"`` not
@@ -192,6 +195,11 @@ class NotificationIn(Strict):
     template_id: Identifier | None = None
     content: ChannelContent | None = None
     channels: list[Channel] | None = Field(None, min_length=1, max_length=3)
+    routing: Annotated[Routing | None, WithJsonSchema({"type": "string", "enum": ["all", "first"]})] = Field(
+        None,
+        description="all (the default): every channel; first: the first channel, in the order given, the "
+        "recipient can be reached on, falling back to the next one when it fails permanently",
+    )
     data: JsonObject = Field(default_factory=dict)
     category: Category | None = None
     lane: Lane | None = Field(
@@ -213,6 +221,8 @@ class NotificationIn(Strict):
     def _source(self) -> NotificationIn:
         if (self.template_id is None) == (self.content is None):
             raise ValueError("give exactly one of template_id or content")
+        if "routing" in self.model_fields_set and self.routing is None:
+            raise ValueError("routing is all or first")
         for name in ("expires_at", "send_at"):
             moment = getattr(self, name)
             if moment is not None and moment.tzinfo is None:
@@ -331,12 +341,23 @@ class NotificationRequest(Wire):
     template_id: str | None = None
     content: ChannelContent | None = None
     channels: list[Channel] | None = None
+    routing: Routing | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     category: str | None = None
     locale: str | None = None
     expires_at: float | None = None
     send_at: float | None = None
     cancellation_key: str | None = None
+
+
+class Fallback(Wire):
+    """Routing ``first``: what a delivery's channel falling through leads to. ``request`` is the same
+    notification (same id) to route again on the channels after this one; ``siblings`` are the
+    channel's deliveries to its other addresses (push tokens): the channel has failed, and the
+    request is published, only once every one of them has failed."""
+
+    request: NotificationRequest
+    siblings: list[str] = Field(default_factory=list)
 
 
 class Delivery(Wire):
@@ -356,6 +377,7 @@ class Delivery(Wire):
     contact_id: str | None = Field(
         None, description="the contact the address came from, if any (push token clean-up needs it)"
     )
+    fallback: Fallback | None = None
 
 
 Status = Literal[

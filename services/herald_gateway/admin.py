@@ -32,8 +32,6 @@ async def _events_topic(request: web.Request, tenant_id: str, outcome: str = "no
         ) from exc
 
 
-
-
 async def create_tenant(request: web.Request) -> web.Response:
     body = await parse_body(request, TenantIn, request.app[SETTINGS].max_body_bytes)
     if body.events_topic and body.id is not None:

@@ -154,6 +154,7 @@ class EventRouter:
             to=Recipient(contact_id=event.contact_id),
             template_id=rule.template_id,
             channels=channels,  # type: ignore[arg-type]  # channel names, validated at PUT
+            routing="first" if rule.routing == "first" else None,
             data=event.data,
             category=rule.category,
             lane=rule.lane,
