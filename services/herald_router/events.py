@@ -154,13 +154,14 @@ class EventRouter:
             to=Recipient(contact_id=event.contact_id),
             template_id=rule.template_id,
             channels=channels,  # type: ignore[arg-type]  # channel names, validated at PUT
-            routing="first" if rule.routing == "first" else None,
             data=event.data,
             category=rule.category,
             lane=rule.lane,
             send_at=due,
             cancellation_key=key,
         )
+        if rule.routing == "first":  # set only then: an unset routing is "all" and left out of the record
+            request = request.model_copy(update={"routing": "first"})
         nid = rule_notification_id(self.ids, event.tenant_id, event.id, event.accepted_at, i)
         await self._publish(event.tenant_id, Submission(request, rule_idempotency_key(event.id, i), nid))
         return decision.model_copy(
