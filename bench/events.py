@@ -85,7 +85,8 @@ async def events(stack: BenchStack, http: aiohttp.ClientSession, base: str, n: i
     print(f"  events in:          {n / intake_s:8.0f} events/s accepted (202 after acks=all)")
     print(
         f"  notifications out:  {len(sms.seen)}/{n} at the Twilio peer in {out_s:.1f}s = "
-        f"{len(sms.seen) / out_s:.0f}/s overall, {sms.rate():.0f}/s between first and last; accept→peer ms p50 {pct(lat, 50):.0f} "
+        f"{len(sms.seen) / out_s:.0f}/s overall, {sms.rate():.0f}/s between first and last; "
+        f"accept→peer ms p50 {pct(lat, 50):.0f} "
         f"p99 {pct(lat, 99):.0f}"
     )
     print("    " + meter.report(n, "event"))

@@ -18,8 +18,9 @@ The work per item is a few hash-field writes, the per-call overhead is paid once
 what lets one scheduler release tens of thousands of items a second. Being one script, two
 schedulers can never claim the same item while its lease holds. The claimer produces the records and
 then :meth:`DelayQueue.ack` removes them (and the claim once it holds nothing), but only those its
-token still owns: an item whose lease ran out and was claimed again belongs to the new claimer. An item put again while it was leased keeps its
-new version (ack leaves ``items`` alone when the id is back in ``due``).
+token still owns: an item whose lease ran out and was claimed again belongs to the new claimer. An item
+put again while it was leased keeps its new version (ack leaves ``items`` alone when the id is back in
+``due``).
 
 Guarantee: at least once. A scheduler that dies after producing and before acking has its items
 released again after the lease; consumers dedupe (the sender's ledger does).

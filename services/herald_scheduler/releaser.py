@@ -1,7 +1,7 @@
 """The release loop: claim due items, produce them back onto their topics, then ack them.
 
-A produce that fails leaves its items (those of its topic) unacked; it is released again once its lease runs out. Acking
-only after Kafka acknowledged the write keeps every release at least once.
+A produce that fails leaves its items (those of its topic) unacked; they are released again once their
+lease runs out. Acking only after Kafka acknowledged the write keeps every release at least once.
 """
 
 from __future__ import annotations
