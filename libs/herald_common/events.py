@@ -56,6 +56,19 @@ class EventRecord(Wire):
     occurred_at: datetime
     accepted_at: float
 
+    @classmethod
+    def accepted(cls, event: EventIn, event_id: str, tenant_id: str, at: float) -> EventRecord:
+        """The record of ``event``, taken in for ``tenant_id`` under ``event_id`` at ``at``."""
+        return cls(
+            id=event_id,
+            tenant_id=tenant_id,
+            type=event.type,
+            contact_id=event.contact_id,
+            data=event.data,
+            occurred_at=event.occurred_at,
+            accepted_at=at,
+        )
+
     def variables(self) -> dict[str, Any]:
         """The ``event`` variable of trigger expressions."""
         return {

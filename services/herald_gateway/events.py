@@ -107,15 +107,7 @@ async def accept(
         now, ids, records = time.time(), app[EVENT_IDS], []
         for i in fresh:
             event = items[i][0]
-            record = EventRecord(
-                id=ids.new(tenant_id),
-                tenant_id=tenant_id,
-                type=event.type,
-                contact_id=event.contact_id,
-                data=event.data,
-                occurred_at=event.occurred_at,
-                accepted_at=now,
-            )
+            record = EventRecord.accepted(event, ids.new(tenant_id), tenant_id, now)
             trigger = triggers.get(event.type)
             nids = [
                 rule_notification_id(app[IDS], tenant_id, record.id, now, r)

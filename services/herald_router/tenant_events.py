@@ -64,18 +64,9 @@ class TenantEvents:
             event = EventIn.model_validate_json(rec.value or b"")
         except pydantic.ValidationError as exc:
             raise PoisonRecord(_reason(exc)) from None
-        at = max(0.0, rec.timestamp / 1000) if rec.timestamp and rec.timestamp > 0 else time.time()
-        record = EventRecord(
-            id=self.event_ids.derived(
-                tenant_id, f"record\x1f{rec.topic}\x1f{rec.partition}\x1f{rec.offset}", at
-            ),
-            tenant_id=tenant_id,
-            type=event.type,
-            contact_id=event.contact_id,
-            data=event.data,
-            occurred_at=event.occurred_at,
-            accepted_at=at,
-        )
+        at = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else time.time()
+        seed = f"record\x1f{rec.topic}\x1f{rec.partition}\x1f{rec.offset}"
+        record = EventRecord.accepted(event, self.event_ids.derived(tenant_id, seed, at), tenant_id, at)
         claim = await self._claim(tenant_id, event, record.id) if event.idempotency_key else None
         if claim is False:
             return

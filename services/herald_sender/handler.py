@@ -104,20 +104,7 @@ class Sender:
                         self.ledger.finish, d.delivery_id, "failed", provider=exc.provider, reason=exc.reason
                     )
                 )
-                falls_back = await self._falls_back(d)
-                await self._durably(
-                    partial(
-                        self.report.status,
-                        d,
-                        "failed",
-                        attempts=attempts,
-                        provider=exc.provider,
-                        reason=exc.reason,
-                        reason_code=FELL_BACK if falls_back else None,
-                    )
-                )
-                if falls_back:
-                    await self._fall_back(d)
+                await self._failed(d, attempts, exc.provider, exc.reason)
                 if exc.invalid_recipient:
                     await self.report.invalid_address(d, _contact_id(rec, d))
                 return
@@ -145,17 +132,7 @@ class Sender:
             bound.warning("delivery dead-lettered", reason=decision.reason, attempt=attempts)
             await self._dead_letter(rec, d, attempts, decision.reason, decision.cause or "attempts_exhausted")
             await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=decision.reason)
-            falls_back = await self._falls_back(d)
-            await self.report.status(
-                d,
-                "failed",
-                attempts=attempts,
-                provider=exc.provider,
-                reason=decision.reason,
-                reason_code=FELL_BACK if falls_back else None,
-            )
-            if falls_back:
-                await self._fall_back(d)
+            await self._failed(d, attempts, exc.provider, decision.reason)
             return False
         self._observe(started, exc.provider, "retried")
         bound.info(
@@ -280,6 +257,24 @@ class Sender:
             )
             if falls_back:  # the first handling may have stopped before publishing it
                 await self._fall_back(d)
+
+    async def _failed(self, d: Delivery, attempts: int, provider: str | None, reason: str) -> None:
+        """Report the delivery failed for good (its ledger entry already says so) and, for routing
+        ``first``, move the notification on to its next channel."""
+        falls_back = await self._falls_back(d)
+        await self._durably(
+            partial(
+                self.report.status,
+                d,
+                "failed",
+                attempts=attempts,
+                provider=provider,
+                reason=reason,
+                reason_code=FELL_BACK if falls_back else None,
+            )
+        )
+        if falls_back:
+            await self._fall_back(d)
 
     async def _falls_back(self, d: Delivery) -> bool:
         """Routing ``first``: this failed delivery moves the notification on to its next channel when
