@@ -128,7 +128,7 @@ async def scheduler(stack: BenchStack, n: int, timeout_s: float) -> None:
         left = waiting + leased
         if left < n and first is None:
             first = time.monotonic()
-        if proc.alive():
+        if first is not None and proc.alive():  # from its first release on (not while it starts)
             rss.append(rss_mb(proc.pid))
         if left == 0:
             break
@@ -141,7 +141,7 @@ async def scheduler(stack: BenchStack, n: int, timeout_s: float) -> None:
         f"(bar ≥ 20,000/s); {done - spawned:.1f}s including the process start"
     )
     print(
-        f"  scheduler RSS: {rss[0] if rss else float('nan'):.0f} MB at its first sample, "
+        f"  scheduler RSS: {rss[0] if rss else float('nan'):.0f} MB at its first release, "
         f"peak {max(rss, default=float('nan')):.0f} MB, {rss_mb(proc.pid):.0f} MB after"
     )
     print("    " + meter.report(max(1, released), "item"))
