@@ -47,7 +47,7 @@ CONSUMER_LAG = Gauge(
 )
 DELIVERIES = Counter(
     "herald_deliveries_total",
-    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate|cancelled)",
+    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate|cancelled|fell_back)",
     ["channel", "provider", "status"],
     registry=REGISTRY,
 )

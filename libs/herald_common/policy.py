@@ -42,6 +42,8 @@ TEMPLATE_NOT_FOUND: Final = "template_not_found"
 NO_ADDRESS: Final = "no_address"
 NO_CONTENT: Final = "no_content"
 RENDER_ERROR: Final = "render_error"
+# routing ``first``: this channel failed for good and the notification moved on to the next channel.
+FELL_BACK: Final = "fell_back"
 
 # Why an address is on the suppression list (herald_common.suppressions), as a channel's reason code.
 MANUAL: Final = "manual"  # added through the API or imported
@@ -72,6 +74,7 @@ REASON_CODES: Final = (
     NO_CONTENT,
     RENDER_ERROR,
     *SUPPRESSION_CODES,
+    FELL_BACK,
 )
 
 TRANSACTIONAL: Final = "transactional"

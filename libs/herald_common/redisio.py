@@ -80,7 +80,8 @@ class Keys:
         return f"{self.prefix}:ledger:{delivery_id}"
 
     def delayed(self, part: str) -> str:
-        """The scheduler's delayed-work keys (``due``, ``leases``, ``items``, ``owners``), one hash tag."""
+        """The scheduler's delayed-work keys (``due``, ``leases``, ``items``, ``owners``, ``claims``),
+        one hash tag."""
         return f"{self.prefix}:{{delayed}}:{part}"
 
     def cancelled(self, tenant_id: str, notification_id: str) -> str:

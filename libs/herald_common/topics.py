@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from herald_common.settings import CHANNELS, LANES
@@ -25,6 +26,20 @@ class Topics:
     def events(self) -> str:
         """Loyalty events, keyed by tenant and contact; the transactional router consumes them."""
         return f"{self.prefix}.events"
+
+    def tenant_events(self, tenant_id: str) -> str:
+        """A tenant's own events topic (tenant setting ``events_topic``), which its systems produce to;
+        the transactional router subscribes to every one by :attr:`tenant_events_pattern`."""
+        return f"{self.prefix}.tenant-events.{tenant_id}"
+
+    @property
+    def tenant_events_pattern(self) -> str:
+        return rf"^{re.escape(self.prefix)}\.tenant-events\.[A-Za-z0-9][A-Za-z0-9._\-]{{0,127}}$"
+
+    def tenant_of(self, topic: str) -> str | None:
+        """The tenant whose events topic ``topic`` is, else None."""
+        head = f"{self.prefix}.tenant-events."
+        return topic[len(head) :] if topic.startswith(head) and len(topic) > len(head) else None
 
     @property
     def status(self) -> str:

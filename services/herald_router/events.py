@@ -81,6 +81,10 @@ class EventRouter:
             event = EventRecord.model_validate_json(rec.value)
         except (pydantic.ValidationError, ValueError) as exc:
             raise PoisonRecord(f"unreadable event: {exc}") from exc
+        await self.decide(event)
+
+    async def decide(self, event: EventRecord) -> None:
+        """Every rule of the event's trigger, decided and recorded (an event taken in from any source)."""
         outcome = EventOutcome(
             id=event.id,
             type=event.type,
@@ -156,6 +160,8 @@ class EventRouter:
             send_at=due,
             cancellation_key=key,
         )
+        if rule.routing == "first":  # set only then: an unset routing is "all" and left out of the record
+            request = request.model_copy(update={"routing": "first"})
         nid = rule_notification_id(self.ids, event.tenant_id, event.id, event.accepted_at, i)
         await self._publish(
             event.tenant_id,

@@ -32,9 +32,10 @@ from herald_common.backoff import backoff
 from herald_common.campaigns.gate import PARK_S, CampaignGate
 from herald_common.cancel import Cancellations
 from herald_common.channels import spec
+from herald_common.intake import republish
 from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, Cause, PoisonRecord
 from herald_common.logging import mask
-from herald_common.policy import CANCELLED
+from herald_common.policy import CANCELLED, FELL_BACK
 from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
@@ -111,16 +112,7 @@ class Sender:
                         self.ledger.finish, d.delivery_id, "failed", provider=exc.provider, reason=exc.reason
                     )
                 )
-                await self._durably(
-                    partial(
-                        self.report.status,
-                        d,
-                        "failed",
-                        attempts=attempts,
-                        provider=exc.provider,
-                        reason=exc.reason,
-                    )
-                )
+                await self._failed(d, attempts, exc.provider, exc.reason)
                 if exc.invalid_recipient:
                     await self.report.invalid_address(d, _contact_id(rec, d))
                 return
@@ -148,9 +140,7 @@ class Sender:
             bound.warning("delivery dead-lettered", reason=decision.reason, attempt=attempts)
             await self._dead_letter(rec, d, attempts, decision.reason, decision.cause or "attempts_exhausted")
             await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=decision.reason)
-            await self.report.status(
-                d, "failed", attempts=attempts, provider=exc.provider, reason=decision.reason
-            )
+            await self._failed(d, attempts, exc.provider, decision.reason)
             return False
         self._observe(started, exc.provider, "retried")
         bound.info(
@@ -263,6 +253,7 @@ class Sender:
         metrics.DELIVERIES.labels(self.channel, self.outbound.name, "skipped_duplicate").inc()
         entry = await self.ledger.get(d.delivery_id)
         if entry is not None and entry.state in DONE:
+            falls_back = entry.state == "failed" and await self._falls_back(d)
             await self.report.status(
                 d,
                 entry.state,  # type: ignore[arg-type]
@@ -270,7 +261,52 @@ class Sender:
                 provider=entry.provider,
                 provider_message_id=entry.provider_message_id,
                 reason=entry.reason,
+                reason_code=FELL_BACK if falls_back else None,
             )
+            if falls_back:  # the first handling may have stopped before publishing it
+                await self._fall_back(d)
+
+    async def _failed(self, d: Delivery, attempts: int, provider: str | None, reason: str) -> None:
+        """Report the delivery failed for good (its ledger entry already says so) and, for routing
+        ``first``, move the notification on to its next channel."""
+        falls_back = await self._falls_back(d)
+        await self._durably(
+            partial(
+                self.report.status,
+                d,
+                "failed",
+                attempts=attempts,
+                provider=provider,
+                reason=reason,
+                reason_code=FELL_BACK if falls_back else None,
+            )
+        )
+        if falls_back:
+            await self._fall_back(d)
+
+    async def _falls_back(self, d: Delivery) -> bool:
+        """Routing ``first``: this failed delivery moves the notification on to its next channel when
+        it has one and the channel's other deliveries (other push tokens) have all failed too. Records
+        of one contact are handled one after another, so the last of them to fail sees the others'."""
+        if d.fallback is None:
+            return False
+        for sibling in d.fallback.siblings:
+            entry = await self.ledger.get(sibling)
+            if entry is None or entry.state != "failed":
+                return False
+        return True
+
+    async def _fall_back(self, d: Delivery) -> None:
+        """Publish the notification again for its next channels (same id: a repeat leads to the same
+        delivery ids, which the ledger sends once)."""
+        assert d.fallback is not None
+        await self._durably(partial(republish, self.ctx.producer, self.ctx.topics, d.fallback.request))
+        metrics.DELIVERIES.labels(self.channel, self.outbound.name, "fell_back").inc()
+        log.info(
+            "falling back to the next channel",
+            notification=d.notification_id,
+            channels=d.fallback.request.channels,
+        )
 
     def _observe(self, started: float, provider: str | None, status: str) -> None:
         name = provider or self.outbound.name

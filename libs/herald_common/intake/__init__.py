@@ -68,6 +68,7 @@ __all__ = [
     "RecordTooLarge",
     "Submission",
     "fingerprint",
+    "republish",
 ]
 
 
@@ -272,6 +273,7 @@ class Intake:
                 template_id=n.template_id,
                 content=n.content,
                 channels=n.channels,
+                routing=n.routing,
                 data=n.data,
                 category=n.category,
                 locale=n.locale,
@@ -280,8 +282,10 @@ class Intake:
                 cancellation_key=n.cancellation_key,
                 origin=s.origin,
             )
-            recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
-            key, value = partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode()
+            key, value = (
+                partition_key(tenant_id, _recipient(n.to, req.id)),
+                req.model_dump_json(exclude_none=True).encode(),
+            )
             if (
                 len(key) + len(value) > MAX_RECORD_BYTES - 512
                 and (size := record_size(key, value)) > MAX_RECORD_BYTES
@@ -304,3 +308,17 @@ class Intake:
         for a in accepted:
             metrics.NOTIFICATIONS_ACCEPTED.labels(a.lane).inc()
         return accepted
+
+
+async def republish(producer: AIOKafkaProducer, topics: Topics, request: NotificationRequest) -> None:
+    """Produce an already accepted request again, under its own id, onto its lane's requests topic
+    (acks=all), keyed like the first time: routing ``first`` falling back to the next channel. Doing it
+    twice is harmless: the router gives the same delivery ids, which the senders' ledger sends once."""
+    value = request.model_dump_json(exclude_none=True).encode()
+    key = partition_key(request.tenant_id, _recipient(request.to, request.id))
+    await producer.send_and_wait(topics.requests(request.lane), value, key=key)
+
+
+def _recipient(to: Any, notification_id: str) -> str:
+    """What a request record is keyed by after the tenant: its contact, else its address, else its id."""
+    return str(to.contact_id or to.email or to.phone or to.push_token or notification_id)
