@@ -9,8 +9,9 @@ tenant that only sends now and then is not busy, and the share it leaves unused 
 
 :meth:`FairShare.ask` answers one of:
 
-- ``go``: the tenant is at most ``tolerance_s`` ahead of its share: send now (the token bucket still
-  paces the actual calls);
+- ``go`` with a delay: the tenant is at most ``tolerance_s`` ahead of its share: send once its slot
+  comes, after the delay (the token bucket still guards the actual calls). Waiting for the slot rather
+  than in the bucket keeps each tenant's calls spaced by its share, however many of them wait;
 - ``park`` with a delay: the tenant is ahead of its share; the caller hands the delivery to the
   scheduler for that long, so the partition moves on to other tenants' deliveries. Parked deliveries
   of a tenant queue behind each other (``park`` clock), one share interval apart, and a fresh delivery
@@ -19,7 +20,10 @@ tenant that only sends now and then is not busy, and the share it leaves unused 
   place that long and asks again (this bounds what Redis holds for one tenant).
 
 A delivery coming back from the queue asks with ``returning=True``: it may go as soon as the tenant's
-clock allows, without queueing behind fresh deliveries. If the share shrank meanwhile (another tenant
+clock allows, without queueing behind fresh deliveries. Parked deliveries are due ``lead_s / 2``
+before their slot and a returning one may run ``lead_s`` further ahead than a fresh one, so the
+scheduler's release delay does not leave the tenant's slots unused; one that comes back late anyway
+may use the slots its tenant missed in the last ``lead_s``. If the share shrank meanwhile (another tenant
 became busy), it is parked again at the end of its tenant's queue.
 
 Keys (hash tag = the account, as the token bucket's): ``{prefix}:fairshare:{<account>}`` (a hash of
@@ -44,6 +48,7 @@ local tolerance = tonumber(ARGV[4])
 local horizon = tonumber(ARGV[5])
 local ttl_ms = tonumber(ARGV[6])
 local returning = ARGV[7] == '1'
+local lead = tonumber(ARGV[9])
 local now
 if ARGV[8] ~= '' then
   now = tonumber(ARGV[8])
@@ -63,10 +68,12 @@ local mine = tonumber(redis.call('ZSCORE', KEYS[2], tenant) or '')
 if not mine or mine < now then busy = busy + 1 end
 local interval = busy / eff
 local h = redis.call('HMGET', KEYS[1], 'tat:' .. tenant, 'park:' .. tenant)
-local tat = math.max(tonumber(h[1]) or now, now)
+-- a returning delivery may take up slots its tenant lost while the scheduler brought it back late
+local tat = math.max(tonumber(h[1]) or now, returning and now - lead or now)
 local park = tonumber(h[2]) or 0
 local action, delay = 'go', 0
-if (returning or park <= now) and tat - now <= tolerance then
+if (returning and tat - now <= tolerance + lead) or (park <= now and tat - now <= tolerance) then
+  delay = math.max(tat - now, 0)
   tat = tat + interval
 else
   local slot = math.max(park, tat, now) + interval
@@ -74,7 +81,7 @@ else
     return {'wait', string.format('%.6f', slot - now - horizon), tostring(busy)}
   end
   park = slot
-  action, delay = 'park', slot - tolerance - now
+  action, delay = 'park', slot - tolerance - lead / 2 - now
 end
 redis.call('HSET', KEYS[1], 'tat:' .. tenant, string.format('%.6f', tat),
   'park:' .. tenant, string.format('%.6f', park))
@@ -110,6 +117,7 @@ class FairShare:
         window_s: float = 5.0,
         tolerance_s: float = 0.5,
         horizon_s: float = 120.0,
+        lead_s: float = 0.2,
     ) -> None:
         if rate <= 0 or window_s <= 0 or tolerance_s < 0 or horizon_s <= tolerance_s:
             raise ValueError("rate and window_s must be > 0, horizon_s > tolerance_s >= 0")
@@ -118,11 +126,18 @@ class FairShare:
         self.bucket_key = f"{prefix}:ratelimit:{{{account}}}"  # the account's token bucket (its eff)
         self.rate = rate
         self._args = [rate, window_s, tolerance_s, horizon_s, math.ceil((window_s + horizon_s) * 2000)]
+        self._lead = lead_s
         self._script = redis.register_script(_SCRIPT)
 
     async def ask(self, tenant: str, *, returning: bool = False, now: float | None = None) -> Answer:
         action, delay, busy = await self._script(
             keys=[self.key, self.busy_key, self.bucket_key],
-            args=[tenant, *self._args, "1" if returning else "0", "" if now is None else repr(now)],
+            args=[
+                tenant,
+                *self._args,
+                "1" if returning else "0",
+                "" if now is None else repr(now),
+                self._lead,
+            ],
         )
         return Answer(action.decode(), float(delay), int(busy))

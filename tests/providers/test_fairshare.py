@@ -49,7 +49,7 @@ async def _simulate(
             break
         answer = await share.ask(tenant, returning=returning, now=when)
         if answer.action == "go":
-            sent.append((when, tenant))
+            sent.append((when + answer.delay_s, tenant))  # it waits for its slot
         else:
             seq += 1
             heapq.heappush(events, (when + max(answer.delay_s, TICK), seq, tenant, answer.action == "park"))
@@ -95,23 +95,25 @@ async def test_an_occasional_tenant_leaves_its_unused_share_to_the_busy_one(
 
 
 async def test_a_tenant_far_ahead_waits_in_place_beyond_the_horizon(redis: Redis, key_prefix: str) -> None:
-    share = FairShare(
-        redis, account="twilio:d", rate=RATE, prefix=key_prefix, tolerance_s=0.1, horizon_s=1.0
-    )
+    share = FairShare(redis, account="twilio:d", rate=RATE, prefix=key_prefix, tolerance_s=0.1, horizon_s=1.0)
+    gone: list[float] = []
     actions = Counter()
     for _ in range(150):
         answer = await share.ask("a", now=1000.0)
         actions[answer.action] += 1
+        if answer.action == "go":
+            gone.append(answer.delay_s)
     # 0.1 s goes at once, up to 1 s is parked, the rest waits in place (nothing stored for it)
     assert actions["go"] == pytest.approx(11, abs=1)
     assert actions["park"] == pytest.approx(90, abs=2)
     assert actions["wait"] == 150 - actions["go"] - actions["park"]
+    assert gone == pytest.approx([i / RATE for i in range(len(gone))])  # each at its slot
 
 
 async def test_the_shared_rate_follows_the_buckets_effective_rate(redis: Redis, key_prefix: str) -> None:
-    share = FairShare(redis, account="twilio:e", rate=RATE, prefix=key_prefix, tolerance_s=0.0)
+    share = FairShare(redis, account="twilio:e", rate=RATE, prefix=key_prefix, tolerance_s=0.0, lead_s=0.0)
     await redis.hset(share.bucket_key, "eff", "50.0")  # the provider throttled us: half the rate
     first = await share.ask("a", now=1000.0)
     second = await share.ask("a", now=1000.0)
-    assert first.action == "go" and second.action == "park"
+    assert first.action == "go" and first.delay_s == 0 and second.action == "park"
     assert second.delay_s == pytest.approx(2 / 50.0)
