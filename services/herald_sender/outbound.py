@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from herald_providers.base import OutboundMessage, Provider, ProviderSpec, SendResult
 from herald_providers.batcher import MicroBatcher
 from herald_providers.breaker import CircuitBreaker, FailoverChain
-from herald_providers.http import make_session
 from herald_providers.fairshare import FairShare
+from herald_providers.http import make_session
 from herald_providers.limited import RateLimitedProvider
 from herald_providers.ratelimit import RateLimiter
 from herald_sender.settings import SenderSettings
