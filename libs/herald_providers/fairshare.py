@@ -3,9 +3,9 @@
 Each tenant gets a virtual clock (``tat``, its theoretical arrival time, GCRA style) that advances by
 ``busy / rate`` per message it sends, where ``rate`` is the account's effective rate (read from its
 token bucket, :mod:`herald_providers.ratelimit`) and ``busy`` the number of tenants with work waiting
-right now: those with deliveries parked, or whose clock runs more than half the tolerance ahead of the
-present. So a tenant alone is paced at the full rate, two busy tenants at half each, N at 1/N; a
-tenant that only sends now and then is not busy, and the share it leaves unused goes to the others.
+right now: those with deliveries parked, or whose clock runs ahead of the present. So a tenant alone is
+paced at the full rate, two busy tenants at half each, N at 1/N; a tenant that only sends now and then
+is busy for one share interval after each message, and the share it leaves unused goes to the others.
 
 :meth:`FairShare.ask` answers one of:
 
@@ -85,7 +85,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'tat:' .. tenant, string.format('%.6f', tat),
   'park:' .. tenant, string.format('%.6f', park))
-redis.call('ZADD', KEYS[2], math.max(tat - tolerance / 2, park), tenant)
+redis.call('ZADD', KEYS[2], math.max(tat, park), tenant)
 redis.call('PEXPIRE', KEYS[1], ttl_ms)
 redis.call('PEXPIRE', KEYS[2], ttl_ms)
 return {action, string.format('%.6f', math.max(delay, 0)), tostring(busy)}
