@@ -82,6 +82,12 @@ RETRIES_SCHEDULED = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+FAIR_SHARE_PARKED = Counter(
+    "herald_fair_share_parked_total",
+    "Bulk deliveries parked in the scheduler because their tenant was ahead of its fair share",
+    ["channel"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
     "herald_dead_letters_total",
     "Records written to a service's dead-letter topic, by service and cause "

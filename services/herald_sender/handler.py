@@ -39,6 +39,7 @@ from herald_common.policy import CANCELLED, FELL_BACK
 from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
+from herald_sender.fair import FairGate
 from herald_sender.ledger import DONE, Ledger
 from herald_sender.outbound import Outbound
 from herald_sender.report import Reporter
@@ -69,6 +70,9 @@ class Sender:
             max_delay_s=settings.retry_max_delay_s,
             inplace_max_s=settings.retry_inplace_max_s,
         )
+        self.fair = None
+        if outbound.fair is not None:
+            self.fair = FairGate(outbound.fair, self.report.delayed, self._sleep_unless_draining)
 
     async def handle(self, rec: ConsumerRecord) -> None:
         try:
@@ -89,6 +93,8 @@ class Sender:
             await self.report.retry_later(rec, d, d.attempt, time.time() + PARK_S)  # asked again then
             metrics.DELIVERIES.labels(self.channel, self.outbound.name, "parked").inc()
             return
+        if self.fair is not None and not await self.fair.admit(rec, d, time.time()):
+            return  # parked: its tenant is ahead of its fair share of the provider's rate
         while True:
             if d.expires_at is not None and d.expires_at < time.time():
                 await self._expired(rec, d)
