@@ -15,8 +15,10 @@ deterministic one) and gets back, per request, the accepted id and lane. In orde
 4. **Produce** with acks=all, keyed by tenant and recipient (per-recipient order): one record with
    ``send_and_wait``, many with :func:`~herald_common.kafka.produce_many`. A request whose record
    would be over :data:`~herald_common.kafka.MAX_RECORD_BYTES` raises :class:`RecordTooLarge` before
-   anything is produced (a size error is permanent, not an outage). A produce that fails releases
-   the reservations and raises :class:`QueueUnavailable`; nothing was accepted.
+   anything is produced (a size error is permanent, not an outage). A produce that fails raises
+   :class:`QueueUnavailable`: nothing was accepted, but some records may be in Kafka (a lost
+   acknowledgement), so each key stays *unsure* with the id it was written under, and the client's
+   retry of the same request is written under that same id (the senders' ledger sends it once).
 5. The results are stored under their keys for the TTL, then returned.
 
 It knows nothing about HTTP: the gateway maps the exceptions to problem documents.
@@ -166,16 +168,30 @@ class Intake:
         results: list[Accepted | None] = [None] * len(submissions)
         claims, owner = await self._reserve(tenant_id, submissions, results)
         fresh = [i for i, r in enumerate(results) if r is None and owner.get(i, i) == i]
+        # Ids are fixed before the write (a retake writes again under the id of its unsure attempt), so
+        # a write that fails half way can be retried under the same ids.
+        todo = [self._with_id(tenant_id, submissions[i], claims.get(i)) for i in fresh]
         try:
             lanes = [await self.lane(tenant_id, submissions[i].request, index=i) for i in fresh]
             if fresh and admit is not None:
                 await admit(len(fresh), "transactional" if "transactional" in lanes else "bulk")
-            produced = await self._produce(tenant_id, [submissions[i] for i in fresh], lanes)
-        except RecordTooLarge as exc:
-            await self.idempotency.release(list(claims.values()))
-            raise RecordTooLarge({fresh[i]: size for i, size in exc.sizes.items()}) from None
         except BaseException:
             await self.idempotency.release(list(claims.values()))
+            raise
+        try:
+            produced = await self._produce(tenant_id, todo, lanes)
+        except RecordTooLarge as exc:  # refused before anything was written
+            await self.idempotency.release(list(claims.values()))
+            raise RecordTooLarge({fresh[i]: size for i, size in exc.sizes.items()}) from None
+        except BaseException:  # some records may be in Kafka: keep each key with the id it was written under
+            attempted = {
+                i: Accepted(sub.notification_id or "", lane)
+                for i, sub, lane in zip(fresh, todo, lanes, strict=True)
+            }
+            await self.idempotency.unsure(
+                [(c, attempted[i].body()) for i, c in claims.items() if i in attempted]
+            )
+            await self.idempotency.release([c for i, c in claims.items() if i not in attempted])
             raise
         for i, accepted in zip(fresh, produced, strict=True):
             results[i] = accepted
@@ -186,6 +202,13 @@ class Intake:
         assert len(done) == len(results)
         await self.idempotency.complete([(claim, done[i].body()) for i, claim in claims.items()])
         return done
+
+    def _with_id(self, tenant_id: str, submission: Submission, claim: Claim | None) -> Submission:
+        if submission.notification_id is not None:
+            return submission
+        if claim is not None and claim.retake is not None:
+            return replace(submission, notification_id=str(claim.retake["id"]))
+        return replace(submission, notification_id=self.ids.new(tenant_id))
 
     async def _reserve(
         self, tenant_id: str, submissions: Sequence[Submission], results: list[Accepted | None]
