@@ -50,6 +50,11 @@ class Topics:
         """Tenant webhook deliveries (herald_common.webhooks.wire), fanned out from the status topic."""
         return f"{self.prefix}.webhooks"
 
+    @property
+    def notices(self) -> str:
+        """Event decisions and campaign progress for tenants' webhooks (herald_common.notices)."""
+        return f"{self.prefix}.notices"
+
     def dead_letters(self, service: str) -> str:
         return f"{self.prefix}.deadletter.{service}"
 
@@ -59,6 +64,6 @@ class Topics:
     def all(self) -> list[str]:
         names = [self.requests(lane) for lane in LANES]
         names += [self.deliveries(ch, lane) for ch in CHANNELS for lane in LANES]
-        names += [self.status, self.webhooks, self.events]
+        names += [self.status, self.webhooks, self.events, self.notices]
         names += [self.dead_letters(s) for s in DEAD_LETTER_SERVICES]
         return names

@@ -31,9 +31,11 @@ from herald_common.backoff import backoff
 from herald_common.campaigns.model import recipient_notification_id
 from herald_common.campaigns.records import Records
 from herald_common.campaigns.store import CampaignStore, Snapshot
+from herald_common.campaigns.view import describe
 from herald_common.conditions import ExpressionError, compile_expression, contact_variables
 from herald_common.ids import NotificationIds
 from herald_common.intake import Intake, QueueUnavailable, Submission
+from herald_common.notices import Notice, NoticeType, publish_notices
 from herald_common.schemas import NotificationIn, Origin, Recipient
 from herald_common.store import Store
 
@@ -59,10 +61,13 @@ class CampaignRun:
         token: str,
         batch_max: int,
         stop: asyncio.Event,
+        progress_s: float = 5.0,
     ) -> None:
         self.store, self.records, self.contacts, self.intake, self.ids = store, records, contacts, intake, ids
         self.token, self.batch_max, self.stop = token, batch_max, stop
         self.stopping = stop.is_set
+        self.progress_s = progress_s
+        self._progress_at: dict[str, float] = {}  # campaign id → when its last progress notice went out
 
     async def run(self, tenant_id: str, campaign_id: str) -> None:
         """Rounds until the campaign is done, paused, cancelled and recorded, or the process drains."""
@@ -94,6 +99,7 @@ class CampaignRun:
                 continue
             handled = await (self._cancel_batch(snap) if phase == "cancelling" else self._fanout_batch(snap))
             if phase == "fanout" and handled:
+                await self._progress(snap)
                 await self._pace(started, handled / snap.rate)
 
     async def _pace(self, started: float, period: float) -> None:
@@ -116,6 +122,32 @@ class CampaignRun:
             await self.store.transition(
                 c.tenant_id, c.id, ("cancelled",), "cancelled", active=None, phase="done"
             )
+        self._progress_at.pop(c.id, None)
+        await self._notice(c.tenant_id, c.id, "campaign.finished", final)
+
+    async def _progress(self, snap: Snapshot) -> None:
+        """A ``campaign.progress`` notice at most every ``progress_s`` while the campaign fans out."""
+        c, now = snap.campaign, time.monotonic()
+        if now - self._progress_at.get(c.id, 0.0) >= self.progress_s:
+            self._progress_at[c.id] = now
+            await self._notice(c.tenant_id, c.id, "campaign.progress", None)
+
+    async def _notice(self, tenant_id: str, campaign_id: str, kind: NoticeType, seq: str | None) -> None:
+        snap = await self.store.get(tenant_id, campaign_id)
+        if snap is None:
+            return
+        data = await describe(self.records, snap)
+        notice = Notice(
+            tenant_id=tenant_id,
+            type=kind,
+            subject_id=campaign_id,
+            seq=seq if seq is not None else str(data["fanned_out"]),
+            data=data,
+        )
+        try:
+            await publish_notices(self.intake.producer, self.intake.topics, [notice])
+        except KafkaError as exc:  # a progress webhook is not worth stalling the fan-out for
+            log.warning("could not publish a campaign notice", kind=kind, error=repr(exc))
 
     def _recipients_key(self, snap: Snapshot) -> str:
         c = snap.campaign

@@ -57,6 +57,7 @@ async def serve(settings: CampaignsSettings, lifecycle: Lifecycle) -> None:
             ids=ids,
             token=token,
             batch_max=settings.campaigns_batch_max,
+            progress_s=settings.campaign_progress_s,
             stop=ctx.lifecycle.stopping,
         )
         running: dict[tuple[str, str], asyncio.Task[None]] = {}

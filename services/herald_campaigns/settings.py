@@ -26,6 +26,12 @@ class CampaignsSettings(CommonSettings):
     campaigns_batch_max: int = Field(
         1000, ge=1, le=5000, description="most recipients published per batch (one checkpoint each)"
     )
+    campaign_progress_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=3600,
+        description="at most how often a running campaign's campaign.progress webhook goes out",
+    )
     campaigns_max_running: int = Field(8, ge=1, le=1000, description="campaigns one replica fans out at once")
 
     def id_secret_bytes(self) -> bytes | None:

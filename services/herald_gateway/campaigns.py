@@ -13,6 +13,7 @@ from aiohttp import web
 from herald_common.campaigns.model import OUTCOMES, CampaignIn, CampaignPatch
 from herald_common.campaigns.records import Records
 from herald_common.campaigns.store import CampaignStore, Snapshot
+from herald_common.campaigns.view import describe
 from herald_common.cancel import announce, cancel_by_key, cancelled_events
 from herald_common.conditions import ExpressionError, compile_expression
 from herald_gateway.context import KEYS, PRODUCER, REDIS, SETTINGS, STORE, TENANT_ID, TOPICS
@@ -48,29 +49,7 @@ async def _load(request: web.Request) -> Snapshot:
 
 
 async def view(app: web.Application, snap: Snapshot) -> dict[str, Any]:
-    """The tenant's view of a campaign: configuration, state, progress counts and ETA."""
-    c = snap.campaign
-    counts, reasons = await app[RECORDS].counts(c.tenant_id, c.id)
-    snapshotted = snap.fields.get("phase") in ("fanout", "done", "cancelling") or "recipients" in snap.fields
-    audience = int(snap.number("recipients") if snapshotted else snap.number("audience"))
-    fanned = int(snap.number("fanned"))
-    eta = None
-    if snap.state == "running" and snapshotted:
-        eta = round(max(0, audience - fanned) / snap.rate, 1)
-    body: dict[str, Any] = {
-        **c.model_dump(mode="json", exclude_none=True, exclude={"tenant_id"}),
-        "state": snap.state,
-        "rate_per_s": snap.rate,
-        "audience": audience,
-        "fanned_out": fanned,
-        "counts": {o: counts.get(o, 0) for o in OUTCOMES},
-        "reasons": reasons,
-        "eta_s": eta,
-    }
-    for name in ("started_at", "ended_at"):
-        if snap.fields.get(name):
-            body[name] = float(snap.fields[name])
-    return body
+    return await describe(app[RECORDS], snap)
 
 
 async def create(request: web.Request) -> web.Response:

@@ -40,6 +40,7 @@ from herald_common.intake import (
 )
 from herald_common.intake.idempotency import INFLIGHT_TTL_S
 from herald_common.kafka import PoisonRecord
+from herald_common.notices import Notice, publish_notices
 from herald_common.schemas import Contact, NotificationIn, Origin, Recipient, Template
 from herald_common.store import Store
 from herald_common.triggerstore import TriggerStore
@@ -107,6 +108,13 @@ class EventRouter:
         for d in outcome.decisions:
             metrics.EVENT_DECISIONS.labels(d.reason).inc()
         await self.triggers.record(event.tenant_id, outcome, self.outcome_ttl_s)
+        decided = Notice(
+            tenant_id=event.tenant_id,
+            type="event.decision",
+            subject_id=event.id,
+            data=outcome.model_dump(mode="json", exclude_none=True),
+        )
+        await publish_notices(self.ctx.producer, self.ctx.topics, [decided])
         log.debug(
             "event decided",
             tenant=event.tenant_id,
