@@ -59,12 +59,15 @@ async def _campaign_of(stack: Stack, prefix: str, rate: float) -> tuple[str, lis
     return cid, ids
 
 
-async def _each_exactly_once(stack: Stack, cid: str, prefix: str, ids: list[str]) -> None:
+async def _each_exactly_once(stack: Stack, cid: str, prefix: str, ids: list[str], health: int) -> None:
     try:
         await eventually(lambda: len(received(stack, prefix)) >= N, timeout_s=90, interval_s=0.2)
     except AssertionError:
         doc = await campaign(stack, cid)
-        raise AssertionError(f"{N - len(received(stack, prefix))} never reached the provider: {doc}") from None
+        async with stack.api.http.get(f"http://127.0.0.1:{health}/metrics") as resp:
+            found = [line for line in (await resp.text()).splitlines() if line.startswith("herald_deliver")]
+        lost = N - len(received(stack, prefix))
+        raise AssertionError(f"{lost} never reached the provider: {doc}\n" + "\n".join(found)) from None
     await asyncio.sleep(1.0)  # anything sent twice would arrive now
     got = received(stack, prefix)
     assert sorted(got) == ids
@@ -97,7 +100,7 @@ async def test_campaigns_service_sigkilled_mid_fanout_resumes_each_recipient_exa
             assert at_kill < N, "the kill must land mid-fan-out"
             second, health = _process(stack, "campaigns-2", ["campaigns"], tmp_path, **lease)
             try:
-                await _each_exactly_once(stack, cid, "k", ids)
+                await _each_exactly_once(stack, cid, "k", ids, health)
             finally:
                 assert second.stop() == 0, (tmp_path / "campaigns-2.log").read_text()[-3000:]
 
@@ -134,6 +137,6 @@ async def test_bulk_sender_sigkilled_mid_batch_sends_each_recipient_exactly_once
                 stack.smtp.paused = False
             second, health = _process(stack, "sender-2", ["sender"], tmp_path, **sender)
             try:
-                await _each_exactly_once(stack, cid, "b", ids)
+                await _each_exactly_once(stack, cid, "b", ids, health)
             finally:
                 assert second.stop() == 0, (tmp_path / "sender-2.log").read_text()[-3000:]
