@@ -78,7 +78,7 @@ async def test_100k_lines_with_10_bad_give_99990_recipients_in_flat_memory(infra
         # the body (64 KiB), one batch of 2,000 members and aiohttp's buffers take at once, the same for
         # 10,000 lines as for 100,000: an upload holding anything per line (the body, the ids, a cache of
         # parsed strings) would grow it about tenfold.
-        assert peak < 2 * small_peak, (small_peak, peak)  # measured 1.5×
+        assert peak < 2 * small_peak, (small_peak, peak)  # measured 1.5 times
         print(
             f"100k lines in {seconds:.1f} s (tracemalloc on); "
             f"peak {peak / 1e6:.1f} MB vs {small_peak / 1e6:.1f} MB"
