@@ -22,6 +22,7 @@ from herald_gateway.events import TRIGGERS
 from herald_gateway.problems import ProblemError, json_response
 
 BATCH = 2000
+CHUNK_BYTES = 64 * 1024  # read at most this much at a time, however much the client has sent ahead
 MAX_REPORTED = 100
 NDJSON = frozenset(
     {"application/x-ndjson", "application/jsonl", "application/json-seq", "application/ndjson"}
@@ -60,11 +61,12 @@ async def upload(request: web.Request) -> web.Response:
         batch.clear()
 
     async def lines_of_body() -> AsyncIterator[bytes]:
-        """The body's lines, read in chunks (one await per chunk, not per line)."""
+        """The body's lines, read in chunks of at most :data:`CHUNK_BYTES` (one await per chunk, not per
+        line; a chunk's lines are all the body held in memory at once)."""
         pending = b""
         while True:
             async with asyncio.timeout(timeout):
-                chunk = await request.content.readany()
+                chunk = await request.content.read(CHUNK_BYTES)
             if not chunk:
                 break
             pieces = (pending + chunk).split(b"\n")

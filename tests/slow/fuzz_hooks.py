@@ -5,10 +5,14 @@ answers 422 (a key reused for another request); idempotency itself is tested in 
 Likewise a webhook's URL points at a host the fuzzed gateway allow-lists: where a URL may point
 depends on what its host resolves to, which no schema can state (tests/integration covers it).
 Likewise a trigger rule's CEL expressions become valid ones: a string the schema admits is rarely CEL,
-and a PUT with one that does not compile is rightly 422 (tested in tests/integration/test_events.py)."""
+and a PUT with one that does not compile is rightly 422 (tested in tests/integration/test_events.py).
+Likewise a new campaign names the template the fuzzed tenant has (:data:`FUZZ_TEMPLATE`), and its
+segment becomes a valid one: which templates exist and whether a string is CEL, no schema can state
+(an unknown template and a bad segment are 422s tested in tests/integration/test_campaigns.py)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -16,6 +20,8 @@ import orjson
 import schemathesis
 
 FUZZ_WEBHOOK_HOST = "hooks.fuzz.test"
+FUZZ_TEMPLATE = "fuzz-promo"  # created for the fuzzed tenant before the run
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 
 
 def _admitted(value: Any, max_length: int) -> bool:
@@ -42,6 +48,14 @@ def map_body(ctx: Any, body: Any) -> Any:
     for item in [body, *items]:
         if isinstance(item, dict) and _admitted(item.get("idempotency_key"), 255):
             item["idempotency_key"] = uuid.uuid4().hex
+        if isinstance(item, dict) and item.get("template_id") == FUZZ_TEMPLATE and "to" in item:
+            item["template_id"] = "fuzz-other"  # the campaigns' template (its category may be changed)
+    operation = getattr(ctx, "operation", None)
+    if isinstance(body, dict) and getattr(operation, "path", "") == "/v1/campaigns":
+        if isinstance(body.get("template_id"), str) and _IDENTIFIER.fullmatch(body["template_id"]):
+            body["template_id"] = FUZZ_TEMPLATE
+        if _admitted(body.get("segment"), 1000):
+            body["segment"] = "contact.has_email"
     rules = body.get("rules") if isinstance(body, dict) else None
     for rule in rules if isinstance(rules, list) else []:
         if isinstance(rule, dict):

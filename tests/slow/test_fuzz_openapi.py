@@ -28,7 +28,7 @@ from herald_gateway.main import serve as serve_gateway
 from herald_gateway.settings import GatewaySettings
 from tests.conftest import Infra, unique
 from tests.harness import ADMIN_TOKEN, Api, Env, running
-from tests.slow.fuzz_hooks import FUZZ_WEBHOOK_HOST
+from tests.slow.fuzz_hooks import FUZZ_TEMPLATE, FUZZ_WEBHOOK_HOST
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.asyncio(loop_scope="module")]
 
@@ -49,7 +49,13 @@ async def gateway(infra: Infra) -> AsyncIterator[tuple[str, str]]:
     )
     async with running((serve_gateway, settings)), aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{port}"
-        key = await Api(http, base).new_tenant("Fuzzed Cinemas")
+        api = Api(http, base)
+        api.token = key = await api.new_tenant("Fuzzed Cinemas")
+        template = {
+            "category": "marketing",
+            "email": {"subject": "Hi", "text": "Hello {{ contact.first_name }}"},
+        }
+        assert (await api.call("PUT", f"/v1/templates/{FUZZ_TEMPLATE}", template))[0] == 200
         yield base, key
 
 

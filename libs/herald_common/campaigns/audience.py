@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import orjson
 import pydantic
+from pydantic import ConfigDict
 
 from herald_common.fields import Identifier
 from herald_common.schemas import ContactIn, Strict
@@ -19,6 +20,10 @@ _CONTACT_FIELDS = frozenset({"email", "phone", "locale", "timezone"})
 
 
 class AudienceLine(Strict):
+    # pydantic caches up to 16,384 parsed strings per process by default: every contact id of an upload
+    # would fill it, so memory would grow with the upload until the cache is full. Only keys are cached.
+    model_config = ConfigDict(cache_strings="keys")
+
     contact_id: Identifier
     contact: ContactIn | None = None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from herald_common.conditions import MAX_EXPRESSION_CHARS
 from herald_common.fields import Category, Identifier, JsonObject
@@ -71,6 +71,16 @@ def recipient_notification_id(
 
 
 class CampaignIn(Strict):
+    # send_at or local_time, not both.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["send_at", "local_time"],
+                "properties": {"send_at": {"type": "string"}, "local_time": {"type": "string"}},
+            }
+        }
+    )
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     template_id: Identifier
     channels: list[Channel] | None = Field(
