@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
+BENCH_FLAGS ?=
 
 .PHONY: help install run test test-fast test-slow lint typecheck format bench soak charts compose-up clean
 
@@ -49,8 +50,9 @@ test-fast: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
 
+# BENCH_FLAGS=--profile: py-spy flame graphs of every hot process during the SMS run (var/bench/profile).
 bench: $(STAMP)
-	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.e2e $(BENCH_FLAGS)
 
 # SOAK_FLAGS="--minutes 2 --rate 300 --interval 10" for a short run.
 soak: $(STAMP)
