@@ -81,7 +81,7 @@ class Report:
     scenarios: list[Scenario] = field(default_factory=list)
     references: dict[str, tuple[float, float]] = field(default_factory=dict)  # kind → (msg/s, CPU ms/msg)
     repeats: dict[str, list[Repeat]] = field(default_factory=dict)  # "without reset" / "with reset"
-    profiles: list[Profile] = field(default_factory=list)
+    profiles: dict[str, list[Profile]] = field(default_factory=dict)  # scenario → one per process
     profiler: Profiler | None = None
     text: io.StringIO = field(default_factory=io.StringIO)
     started: float = field(default_factory=time.time)
@@ -151,24 +151,26 @@ class Report:
 
     def _profiles(self, where: Path) -> str:
         out = []
-        for p in self.profiles:
-            rel = os.path.relpath(p.svg, where)
-            rows = "".join(
-                f"<tr><td>{100 * n / max(1, p.samples):.1f}%</td>"
-                + (f"<td>{n / max(1, p.samples) * p.cpu_ms:.3f}</td>" if p.cpu_ms else "<td></td>")
-                + f"<td><code>{escape(f)}</code></td></tr>"
-                for f, n in p.own[:15]
-            )
-            libs = ", ".join(
-                f"{escape(lib)} {100 * n / max(1, p.samples):.0f}%" for lib, n in p.libraries[:10]
-            )
-            cpu = f"{p.cpu_ms:.3f} CPU ms per message, " if p.cpu_ms else ""
-            out.append(
-                f'<h3>{escape(p.name)} — <a href="{escape(rel)}">flame graph</a></h3>'
-                f"<p>{cpu}{p.samples} samples. Inclusive by library: {libs}</p>"
-                f"<table><tr><th>own</th><th>ms/msg</th><th>function</th></tr>{rows}</table>"
-            )
+        for label, profiles in self.profiles.items():
+            out.append(f"<h3>{escape(label)}</h3>")
+            out += [self._profile(p, where) for p in profiles]
         return "".join(out)
+
+    def _profile(self, p: Profile, where: Path) -> str:
+        rel = os.path.relpath(p.svg, where)
+        rows = "".join(
+            f"<tr><td>{100 * n / max(1, p.samples):.1f}%</td>"
+            + (f"<td>{n / max(1, p.samples) * p.cpu_ms:.3f}</td>" if p.cpu_ms else "<td></td>")
+            + f"<td><code>{escape(f)}</code></td></tr>"
+            for f, n in p.own[:15]
+        )
+        libs = ", ".join(f"{escape(lib)} {100 * n / max(1, p.samples):.0f}%" for lib, n in p.libraries[:12])
+        cpu = f"{p.cpu_ms:.3f} CPU ms per message, " if p.cpu_ms else ""
+        return (
+            f'<h4>{escape(p.name)} — <a href="{escape(rel)}">flame graph</a></h4>'
+            f"<p>{cpu}{p.samples} samples. Inclusive by library: {libs}</p>"
+            f"<table><tr><th>own</th><th>ms/msg</th><th>function</th></tr>{rows}</table>"
+        )
 
     def html(self, where: Path) -> str:
         charts = []
@@ -199,7 +201,7 @@ class Report:
             f"<h2>CPU per message, by process</h2>{self._cpu_table()}"
             f"<h2>Throughput and latency over time ({BUCKET_S}s buckets from the first 202)</h2>"
             f"{''.join(charts)}<h2>Repeatability</h2>{self._repeat_tables() or '<p>not run</p>'}"
-            f"<h2>Profiles (SMS scenario)</h2>{self._profiles(where) or '<p>not recorded: --profile</p>'}"
+            f"<h2>Profiles (py-spy, SMS scenarios)</h2>{self._profiles(where) or '<p>not recorded: --profile</p>'}"
             f"<h2>Output</h2><pre>{escape(self.text.getvalue())}</pre></body></html>"
         )
 
