@@ -201,7 +201,8 @@ class Report:
             f"<h2>CPU per message, by process</h2>{self._cpu_table()}"
             f"<h2>Throughput and latency over time ({BUCKET_S}s buckets from the first 202)</h2>"
             f"{''.join(charts)}<h2>Repeatability</h2>{self._repeat_tables() or '<p>not run</p>'}"
-            f"<h2>Profiles (py-spy, SMS scenarios)</h2>{self._profiles(where) or '<p>not recorded: --profile</p>'}"
+            "<h2>Profiles (py-spy, SMS scenarios)</h2>"
+            f"{self._profiles(where) or '<p>not recorded: --profile</p>'}"
             f"<h2>Output</h2><pre>{escape(self.text.getvalue())}</pre></body></html>"
         )
 
