@@ -82,10 +82,19 @@ async def intake(stack: BenchStack, http: aiohttp.ClientSession, base: str, seco
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     tool = "wrk" if shutil.which("wrk") else "aiohttp client"
     ref_rate = wrk_rate(f"http://127.0.0.1:{ref_port}/v1/notifications", auth, BODY, seconds, stack.work)
+    meter = CpuMeter(stack)
+    meter.start()
+    if REPORT.profiler:
+        REPORT.profiler.start("intake", {"gateway-intake": stack.services["gateway-intake"].pid})
     rate = wrk_rate(f"{base}/v1/notifications", auth, BODY, seconds, stack.work)
     if ref_rate is None or rate is None:
         ref_rate = await client_rate(f"http://127.0.0.1:{ref_port}/v1/notifications", auth, BODY, seconds)
+        meter.start()
         rate = await client_rate(f"{base}/v1/notifications", auth, BODY, seconds)
+    if REPORT.profiler:
+        REPORT.profiles["intake"] = REPORT.profiler.stop(meter.used(max(1, int(rate * seconds))))
+        print("  profile of the single-POST gateway (py-spy)")
+        print("\n".join(p.text() for p in REPORT.profiles["intake"]))
     ref.stop()
     items = [
         {"to": {"email": f"b{i}@example.com"}, "content": {"email": {"subject": "s", "text": "t"}}}
