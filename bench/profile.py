@@ -147,3 +147,39 @@ class Profiler:
             profiles.append(profile)
         self.running.clear()
         return sorted(profiles, key=lambda p: -(p.cpu_ms or 0))
+
+
+def under(stacks: list[tuple[list[str], int]], needle: str) -> Counter[str]:
+    """Samples by the frame called from the first frame containing ``needle`` ("(self)": its own)."""
+    children: Counter[str] = Counter()
+    for frames, count in stacks:
+        for i, frame in enumerate(frames):
+            if needle in frame:
+                children[short(frames[i + 1]) if i + 1 < len(frames) else "(self)"] += count
+                break
+    return children
+
+
+def main() -> None:
+    """Summarise recorded profiles again: ``python -m bench.profile var/bench/profile/sms/*.txt``;
+    ``--under 'Sender.handle ('`` splits the samples under a function by what it called."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("raw", nargs="+", type=Path, help="collapsed stacks written by --profile")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--under", help="a function (substring of its frame) to split by callee")
+    args = parser.parse_args()
+    for raw in args.raw:
+        if args.under:
+            stacks = read_raw(raw)
+            total = max(1, sum(n for _, n in stacks))
+            print(f"{raw}: under {args.under!r}, share of all {total} samples")
+            for frame, n in under(stacks, args.under).most_common(args.top):
+                print(f"  {100 * n / total:5.1f}%  {frame}")
+        else:
+            print(analyse(raw.stem, raw, raw.with_suffix(".svg")).text(args.top))
+
+
+if __name__ == "__main__":
+    main()
