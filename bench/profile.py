@@ -23,7 +23,8 @@ from pathlib import Path
 from bench.flame import flame_svg
 
 HOT = ("gateway", "router", "sender", "tracker")
-IDLE_SAMPLES = 50  # fewer active samples than this: the process was idle in the scenario
+IDLE_SAMPLES = 50  # fewer active samples than this, or less CPU per message: idle in the scenario
+IDLE_MS = 0.05
 PROFILED = ("sms", "sms run 1")  # the channels phase's SMS scenario and the first repeated 20,000-SMS run
 # The frames every sample starts with (interpreter start, the CLI, the event loop's run): left out of
 # the inclusive shares, where they would be 100 % everywhere.
@@ -80,7 +81,7 @@ class Profile:
     def text(self, top: int = 15) -> str:
         per = f", {self.cpu_ms:.2f} CPU ms per message" if self.cpu_ms else ""
         lines = [f"  {self.name}: {self.samples} samples{per}; flame graph {self.svg}"]
-        if self.samples < IDLE_SAMPLES:
+        if self.samples < IDLE_SAMPLES or (self.cpu_ms is not None and self.cpu_ms < IDLE_MS):
             return lines[0] + " (idle)"
         lines.append("    own time (leaf frames)")
         lines += [f"      {self.ms(n)}  {func}" for func, n in self.own[:top]]
