@@ -91,8 +91,10 @@ async def intake(stack: BenchStack, http: aiohttp.ClientSession, base: str, seco
         ref_rate = await client_rate(f"http://127.0.0.1:{ref_port}/v1/notifications", auth, BODY, seconds)
         meter.start()
         rate = await client_rate(f"{base}/v1/notifications", auth, BODY, seconds)
+    requests = max(1, int(rate * seconds))
+    REPORT.figure("single POST (per request)", requests, rate, meter.used(requests))
     if REPORT.profiler:
-        REPORT.profiles["intake"] = REPORT.profiler.stop(meter.used(max(1, int(rate * seconds))))
+        REPORT.profiles["intake"] = REPORT.profiler.stop(meter.used(requests))
         print("  profile of the single-POST gateway (py-spy)")
         print("\n".join(p.text() for p in REPORT.profiles["intake"]))
     ref.stop()
@@ -306,6 +308,7 @@ async def campaign(
         "(bar ≤ 5 min)"
     )
     print("    " + meter.report(n, "recipient"))
+    REPORT.figure("campaign (per recipient)", n, rate, meter.used(n))
     print(
         f"  transactional SMS during the campaign: {len(lat)} sent, accept→peer ms p50 {pct(lat, 50):.0f} "
         f"p99 {pct(lat, 99):.0f}  (bar p99 ≤ 1000)"

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bench.profile import Profile, Profiler
     from bench.stack import Arrivals
 
-BUCKET_S = 0.5
+BUCKET_S = 0.5  # at least; longer runs get longer buckets (about 80 points a chart)
 NOT_HERALD = ("kafka", "redis", "bench+peers")
 
 
@@ -63,16 +63,17 @@ def _series(arrivals: Arrivals, accepted: dict[int, float]) -> list[tuple[float,
     if not accepted or not arrivals.seen:
         return []
     t0 = min(accepted.values())
+    width = max(BUCKET_S, round((max(arrivals.seen.values()) - t0) / 80 * 2) / 2)
     buckets: dict[int, list[float]] = {}
     for i, seen in arrivals.seen.items():
         if i in accepted:
-            buckets.setdefault(int((seen - t0) / BUCKET_S), []).append((seen - accepted[i]) * 1000)
+            buckets.setdefault(int((seen - t0) / width), []).append((seen - accepted[i]) * 1000)
     out = []
     for b in range(max(buckets) + 1):
         lat = sorted(buckets.get(b, []))
         p50 = lat[len(lat) // 2] if lat else float("nan")
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")
-        out.append(((b + 1) * BUCKET_S, len(lat) / BUCKET_S, p50, p99))
+        out.append(((b + 1) * width, len(lat) / width, p50, p99))
     return out
 
 
@@ -95,6 +96,10 @@ class Report:
         s = Scenario(label, n, len(arrivals.seen), arrivals.rate(), cpu, _series(arrivals, accepted))
         self.scenarios.append(s)
         return s
+
+    def figure(self, label: str, n: int, rate: float, cpu: dict[str, float]) -> None:
+        """A scenario measured without per-message arrivals (intake, campaign): its CPU column only."""
+        self.scenarios.append(Scenario(label, n, n, rate, cpu, []))
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +179,7 @@ class Report:
 
     def html(self, where: Path) -> str:
         charts = []
-        for s in self.scenarios:
+        for s in (s for s in self.scenarios if s.series):
             xs = [t for t, *_ in s.series]
             charts.append(
                 f"<h3>{escape(s.label)}: {s.delivered}/{s.n} delivered, {s.rate:.0f} msg/s</h3>"
@@ -199,7 +204,7 @@ class Report:
             "Every process (broker, Valkey, services, peers, load generator) shares these cores: compare "
             "ratios, not absolute numbers.</p>"
             f"<h2>CPU per message, by process</h2>{self._cpu_table()}"
-            f"<h2>Throughput and latency over time ({BUCKET_S}s buckets from the first 202)</h2>"
+            f"<h2>Throughput and latency over time (buckets of {BUCKET_S}s or more, from the first 202)</h2>"
             f"{''.join(charts)}<h2>Repeatability</h2>{self._repeat_tables() or '<p>not run</p>'}"
             "<h2>Profiles (py-spy, SMS scenarios)</h2>"
             f"{self._profiles(where) or '<p>not recorded: --profile</p>'}"
