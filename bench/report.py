@@ -8,6 +8,7 @@ import io
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -110,27 +111,30 @@ class Report:
         procs: list[str] = []
         for s in self.scenarios:
             procs += [p for p in s.cpu if p not in procs]
+
+        def row(title: str, cell: Callable[[Scenario], str | None], bold: bool = False) -> str:
+            cells = "".join(f"<td>{'<b>' * bold}{cell(s) or ''}{'</b>' * bold}</td>" for s in self.scenarios)
+            return f"<tr><th>{escape(title)}</th>{cells}</tr>"
+
+        def ref(i: int, fmt: str) -> Callable[[Scenario], str | None]:
+            return lambda s: format(self.references[s.label][i], fmt) if s.label in self.references else None
+
+        def cpu(p: str) -> Callable[[Scenario], str | None]:
+            return lambda s: f"{s.cpu[p]:.3f}" if p in s.cpu else None
+
+        rows = [row(p, cpu(p)) for p in procs]
+        rows += [
+            row(
+                "Herald services (broker, Valkey, peers excluded)",
+                lambda s: f"{services_ms(s.cpu):.3f}",
+                True,
+            ),
+            row("bare asyncio reference (its sending, start-up left out)", ref(1, ".3f")),
+            row("delivered msg/s", lambda s: f"{s.rate:.0f}"),
+            row("reference msg/s", ref(0, ".0f")),
+            row("broker RSS after, MB", lambda s: f"{s.broker_mb:.0f}"),
+        ]
         head = "".join(f"<th>{escape(s.label)}</th>" for s in self.scenarios)
-        rows = []
-        for p in procs:
-            cells = "".join(f"<td>{s.cpu[p]:.3f}</td>" if p in s.cpu else "<td></td>" for s in self.scenarios)
-            rows.append(f"<tr><th>{escape(p)}</th>{cells}</tr>")
-        total = "".join(f"<td><b>{services_ms(s.cpu):.3f}</b></td>" for s in self.scenarios)
-        rows.append(f"<tr><th>Herald services (broker, Valkey, peers excluded)</th>{total}</tr>")
-        ref = "".join(
-            f"<td>{self.references[s.label][1]:.3f}</td>" if s.label in self.references else "<td></td>"
-            for s in self.scenarios
-        )
-        rows.append(f"<tr><th>bare asyncio reference (its whole process)</th>{ref}</tr>")
-        rate = "".join(f"<td>{s.rate:.0f}</td>" for s in self.scenarios)
-        rows.append(f"<tr><th>delivered msg/s</th>{rate}</tr>")
-        rrate = "".join(
-            f"<td>{self.references[s.label][0]:.0f}</td>" if s.label in self.references else "<td></td>"
-            for s in self.scenarios
-        )
-        rows.append(f"<tr><th>reference msg/s</th>{rrate}</tr>")
-        rss = "".join(f"<td>{s.broker_mb:.0f}</td>" for s in self.scenarios)
-        rows.append(f"<tr><th>broker RSS after, MB</th>{rss}</tr>")
         return f"<table><tr><th>CPU ms per message</th>{head}</tr>{''.join(rows)}</table>"
 
     def _repeat_tables(self) -> str:
