@@ -7,6 +7,8 @@
             straight to the same peer
   campaign  a bulk-lane email campaign batched to the SendGrid peer, while transactional SMS keep flowing:
             campaign rate (and the time 1,000,000 recipients would take at it), transactional p99
+  events    loyalty events in (POST /v1/events:batch) and the notifications they make out (bench/events.py)
+  scheduler 1,000,000 due items released by the scheduler: items/s, its RSS (bench/events.py)
   memory    RSS of every service process
 
 Every process (broker, Valkey, services, peers, load generator) shares this machine's cores: compare
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import events as event_phases
 from bench.broker import SCENARIOS, broker_rss_mb
 from bench.profile import PROFILED, Profiler
 from bench.repeat import repeat_sms, sms_items
@@ -364,6 +367,9 @@ async def run(args: argparse.Namespace) -> None:
             if "campaign" in args.only:
                 await SCENARIOS.before(stack, "campaign")
                 await campaign(stack, http, base, args.campaign, args.timeout)
+            if "events" in args.only:
+                await SCENARIOS.before(stack, "events")
+                await event_phases.events(stack, http, base, args.events, args.timeout)
             if "repeat" in args.only and args.repeat > 0:
                 await SCENARIOS.before(stack, "the repeated SMS runs")
                 await repeat_sms(
@@ -376,6 +382,9 @@ async def run(args: argparse.Namespace) -> None:
                     timeout_s=args.timeout,
                     reset_each=args.repeat_reset,
                 )
+        if "scheduler" in args.only:
+            await SCENARIOS.before(stack, "scheduler")
+            await event_phases.scheduler(stack, args.scheduler_items, args.timeout)
         print("\nmemory after the load (RSS; bar < 150 MB each)")
         print(
             "  "
@@ -393,9 +402,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="duration of each intake measurement")
     parser.add_argument("--messages", type=int, default=3000, help="notifications per channel end to end")
     parser.add_argument("--campaign", type=int, default=30000, help="recipients of the bulk campaign")
+    parser.add_argument("--events", type=int, default=5000, help="loyalty events posted in the events phase")
+    parser.add_argument(
+        "--scheduler-items", type=int, default=1_000_000, help="due items the scheduler releases"
+    )
     parser.add_argument("--timeout", type=float, default=300, help="give up waiting for a phase after this")
     parser.add_argument(
-        "--only", default="intake,channels,campaign,repeat", help="comma-separated phases to run"
+        "--only",
+        default="intake,channels,campaign,events,repeat,scheduler",
+        help="comma-separated phases to run",
     )
     parser.add_argument("--repeat", type=int, default=5, help="SMS runs in a row on one stack (0: none)")
     parser.add_argument("--repeat-messages", type=int, default=20000, help="SMS per repeated run")

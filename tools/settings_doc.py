@@ -21,6 +21,7 @@ CLASSES = [
     ("herald_common.settings", "CommonSettings", "every service"),
     ("herald_common.settings", "ConsumerSettings", "router, sender, tracker, scheduler, webhooks"),
     ("herald_common.webhooks.targets", "TargetSettings", "gateway, webhooks"),
+    ("herald_common.stats", "RecordSettings", "gateway, tracker"),
     ("herald_gateway.settings", "GatewaySettings", "gateway"),
     ("herald_providers.config", "ReceiptSettings", "gateway"),
     ("herald_router.settings", "RouterSettings", "router"),

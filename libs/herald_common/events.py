@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from herald_common.durations import Duration
 from herald_common.fields import Category, Identifier, JsonObject, _one_of_present
 from herald_common.ids import NotificationIds
-from herald_common.schemas import ContactIn, Strict, Wire
+from herald_common.schemas import ContactIn, Routing, Strict, Wire
 from herald_common.settings import Channel, Lane
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_\-]{0,63}(\.[a-z0-9_\-]{1,64}){0,4}$"
@@ -55,6 +55,19 @@ class EventRecord(Wire):
     data: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime
     accepted_at: float
+
+    @classmethod
+    def accepted(cls, event: EventIn, event_id: str, tenant_id: str, at: float) -> EventRecord:
+        """The record of ``event``, taken in for ``tenant_id`` under ``event_id`` at ``at``."""
+        return cls(
+            id=event_id,
+            tenant_id=tenant_id,
+            type=event.type,
+            contact_id=event.contact_id,
+            data=event.data,
+            occurred_at=event.occurred_at,
+            accepted_at=at,
+        )
 
     def variables(self) -> dict[str, Any]:
         """The ``event`` variable of trigger expressions."""
@@ -102,8 +115,10 @@ class TriggerRule(Strict):
     channels: list[Channel] | None = Field(
         None, min_length=1, max_length=3, description="in order of preference; default: the template's"
     )
-    routing: Literal["all", "first"] = Field(
-        "all", description="all: every channel; first: the first channel the contact can be reached on"
+    routing: Routing = Field(
+        "all",
+        description="all: every channel; first: the first channel the contact can be reached on, falling "
+        "back to the next one when it fails permanently",
     )
     lane: Lane | None = None
     category: Category | None = None
@@ -184,6 +199,12 @@ class EventOutcome(Wire):
 def rule_notification_id(ids: NotificationIds, tenant_id: str, event_id: str, at: float, rule: int) -> str:
     """The notification an event's rule publishes: the same event and rule always give the same id."""
     return ids.derived(tenant_id, f"event\x1f{event_id}\x1f{rule}", at)
+
+
+def event_idempotency_name(key: str) -> str:
+    """Where a client's event idempotency key lives among the tenant's keys: one namespace for events
+    posted over HTTP and produced to the tenant's events topic, apart from notifications' keys."""
+    return f"event\x1f{key}"
 
 
 def rule_idempotency_key(event_id: str, rule: int) -> str:

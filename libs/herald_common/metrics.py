@@ -47,7 +47,7 @@ CONSUMER_LAG = Gauge(
 )
 DELIVERIES = Counter(
     "herald_deliveries_total",
-    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate|cancelled)",
+    "Delivery attempts by outcome (sent|failed|retried|dead_lettered|skipped_duplicate|cancelled|fell_back)",
     ["channel", "provider", "status"],
     registry=REGISTRY,
 )
@@ -82,6 +82,12 @@ RETRIES_SCHEDULED = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+FAIR_SHARE_PARKED = Counter(
+    "herald_fair_share_parked_total",
+    "Bulk deliveries parked in the scheduler because their tenant was ahead of its fair share",
+    ["channel"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
     "herald_dead_letters_total",
     "Records written to a service's dead-letter topic, by service and cause "
@@ -106,6 +112,13 @@ RECEIPTS = Counter(
     ["provider", "outcome"],
     registry=REGISTRY,
 )
+ENGAGEMENT = Counter(
+    "herald_engagement_events_total",
+    "Members' engagement first recorded per message, and SMS opt-outs/ins "
+    "(opened|clicked|unsubscribed|complained|resubscribed)",
+    ["channel", "kind"],
+    registry=REGISTRY,
+)
 WEBHOOK_DELIVERIES = Counter(
     "herald_webhook_deliveries_total",
     "Tenant webhook delivery attempts by outcome (delivered|failed|dead_lettered|dropped)",
@@ -117,6 +130,15 @@ WEBHOOK_SECONDS = Histogram(
     "Time a tenant's webhook endpoint took to answer one delivery attempt",
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
+)
+CAMPAIGN_RECIPIENTS = Counter(
+    "herald_campaign_recipients_total",
+    "Campaign recipients handled by the campaigns service (fanned_out|cancelled|snapshotted)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CAMPAIGNS_RUNNING = Gauge(
+    "herald_campaigns_running", "Campaigns this campaigns replica is fanning out", registry=REGISTRY
 )
 
 

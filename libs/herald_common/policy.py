@@ -5,8 +5,10 @@ to every request (each step only to the channels the steps before left sendable)
 2. **staleness** (events: an event older than the trigger's TTL) — ``expired`` / ``stale``;
 3. **consent**, channel x category: a contact's channel opt-out (``opted_out_channel``) or category
    opt-out (``opted_out_category``; transactional ignores category opt-outs) → channel ``suppressed``;
-4. **suppression**: every address of a channel on the tenant's suppression list → ``suppressed``
-   (``suppressed``);
+4. **suppression**: every address of a channel on the tenant's suppression list → ``suppressed``,
+   the reason code saying why the address is on it (:mod:`herald_common.suppressions`: ``manual``,
+   ``unsubscribed``, ``complaint``, ``bounced``, ``invalid_address``; ``suppressed`` for an entry
+   made before entries had reasons);
 5. **frequency caps** (:mod:`herald_common.caps`): over a cap of the notification's category for the
    contact → channels ``capped`` (``frequency_cap``); transactional is exempt unless a cap names it;
 6. **quiet hours** (:mod:`herald_common.quiet_hours`): a non-transactional notification inside the
@@ -40,6 +42,22 @@ TEMPLATE_NOT_FOUND: Final = "template_not_found"
 NO_ADDRESS: Final = "no_address"
 NO_CONTENT: Final = "no_content"
 RENDER_ERROR: Final = "render_error"
+# routing ``first``: this channel failed for good and the notification moved on to the next channel.
+FELL_BACK: Final = "fell_back"
+
+# Why an address is on the suppression list (herald_common.suppressions), as a channel's reason code.
+MANUAL: Final = "manual"  # added through the API or imported
+UNSUBSCRIBED: Final = "unsubscribed"  # the member asked: an unsubscribe event or link, an SMS STOP
+COMPLAINT: Final = "complaint"  # a spam report
+BOUNCED: Final = "bounced"  # a hard bounce, or a drop for the provider's own suppression list
+INVALID_ADDRESS: Final = "invalid_address"  # the provider says the address can never work
+SUPPRESSION_CODES: Final = (MANUAL, UNSUBSCRIBED, COMPLAINT, BOUNCED, INVALID_ADDRESS)
+
+
+def suppression_code(reason: str | None) -> str:
+    """The reason code of a channel suppressed for an address on the list for ``reason``."""
+    return reason if reason in SUPPRESSION_CODES else SUPPRESSED
+
 
 REASON_CODES: Final = (
     OPTED_OUT_CHANNEL,
@@ -55,6 +73,8 @@ REASON_CODES: Final = (
     NO_ADDRESS,
     NO_CONTENT,
     RENDER_ERROR,
+    *SUPPRESSION_CODES,
+    FELL_BACK,
 )
 
 TRANSACTIONAL: Final = "transactional"

@@ -50,6 +50,22 @@ class Keys:
     def suppressions(self, tenant_id: str) -> str:
         return f"{self.prefix}:t:{tenant_id}:suppressed"
 
+    def suppression_info(self, tenant_id: str) -> str:
+        """Hash: suppressed address → its details (herald_common.suppressions)."""
+        return f"{self.prefix}:t:{tenant_id}:suppression-info"
+
+    def suppression_index(self, tenant_id: str, channel: str) -> str:
+        """Sorted set: a channel's suppressed addresses, for paging (herald_common.suppressions)."""
+        return f"{self.prefix}:t:{tenant_id}:suppression-index:{channel}"
+
+    def message_log(self, tenant_id: str, contact_id: str) -> str:
+        """Sorted set: a contact's notification ids by time (herald_common.message_log)."""
+        return f"{self.prefix}:t:{tenant_id}:log:{contact_id}"
+
+    def stats(self, tenant_id: str, day: str) -> str:
+        """Hash: one day's counters per dimension value (herald_common.stats)."""
+        return f"{self.prefix}:t:{tenant_id}:stats:{day}"
+
     def notification(self, tenant_id: str, notification_id: str) -> str:
         return f"{self.prefix}:t:{tenant_id}:n:{notification_id}"
 
@@ -64,7 +80,8 @@ class Keys:
         return f"{self.prefix}:ledger:{delivery_id}"
 
     def delayed(self, part: str) -> str:
-        """The scheduler's delayed-work keys (``due``, ``leases``, ``items``, ``owners``), one hash tag."""
+        """The scheduler's delayed-work keys (``due``, ``leases``, ``items``, ``owners``, ``claims``),
+        one hash tag."""
         return f"{self.prefix}:{{delayed}}:{part}"
 
     def cancelled(self, tenant_id: str, notification_id: str) -> str:
@@ -88,6 +105,22 @@ class Keys:
 
     def dead_letter_replayed(self, topic: str, partition: int, offset: int) -> str:
         return f"{self.prefix}:dlq:replayed:{topic}:{partition}:{offset}"
+
+    def contact_index(self, tenant_id: str) -> str:
+        """Sorted set (all scores 0, so ordered by id) of the tenant's contact ids: listing without SCAN."""
+        return f"{self.prefix}:t:{tenant_id}:contacts"
+
+    def campaigns(self, tenant_id: str) -> str:
+        """Sorted set of the tenant's campaign ids by creation time (herald_common.campaigns)."""
+        return f"{self.prefix}:t:{tenant_id}:campaigns"
+
+    def campaign(self, tenant_id: str, campaign_id: str, part: str = "") -> str:
+        """A campaign's hash, or one of its parts (audience, recipients, records, counts, lease…)."""
+        return f"{self.prefix}:t:{tenant_id}:campaign:{campaign_id}" + (f":{part}" if part else "")
+
+    def campaigns_active(self) -> str:
+        """Sorted set of ``tenant\x1fcampaign`` to fan out, scored by when they are due."""
+        return f"{self.prefix}:campaigns:active"
 
     def webhooks(self, tenant_id: str) -> str:
         """Hash: webhook endpoint id → the endpoint (herald_common.webhooks)."""

@@ -33,6 +33,9 @@ from herald_common.fields import (
 from herald_common.quiet_hours import QuietHours
 from herald_common.settings import CHANNELS, Channel, Lane
 
+# How a notification uses its channels: every one, or the first reachable with fallback (README).
+Routing = Literal["all", "first"]
+
 
 class Strict(BaseModel):
     """Request bodies: unknown fields refused and no type coercion (``0`` is not ``false``, ``"5"`` not
@@ -192,6 +195,11 @@ class NotificationIn(Strict):
     template_id: Identifier | None = None
     content: ChannelContent | None = None
     channels: list[Channel] | None = Field(None, min_length=1, max_length=3)
+    routing: Annotated[Routing | None, WithJsonSchema({"type": "string", "enum": ["all", "first"]})] = Field(
+        None,
+        description="all (the default): every channel; first: the first channel, in the order given, the "
+        "recipient can be reached on, falling back to the next one when it fails permanently",
+    )
     data: JsonObject = Field(default_factory=dict)
     category: Category | None = None
     lane: Lane | None = Field(
@@ -213,6 +221,8 @@ class NotificationIn(Strict):
     def _source(self) -> NotificationIn:
         if (self.template_id is None) == (self.content is None):
             raise ValueError("give exactly one of template_id or content")
+        if "routing" in self.model_fields_set and self.routing is None:
+            raise ValueError("routing is all or first")
         for name in ("expires_at", "send_at"):
             moment = getattr(self, name)
             if moment is not None and moment.tzinfo is None:
@@ -261,6 +271,11 @@ class TenantIn(Strict):
     frequency_caps: FrequencyCaps | None = Field(
         None, description="per contact and category: at most max notifications per rolling window"
     )
+    events_topic: bool = Field(
+        False,
+        description="Herald creates and consumes the Kafka topic <prefix>.tenant-events.<tenant id>, "
+        "which the tenant's own systems produce loyalty events to",
+    )
 
 
 class TenantPatch(Strict):
@@ -281,9 +296,12 @@ class TenantPatch(Strict):
     rate_limit_burst: BurstSize | None = None
     quiet_hours: QuietHours | None = None
     frequency_caps: FrequencyCaps | None = None
+    events_topic: Annotated[bool | None, WithJsonSchema({"type": "boolean"})] = None
 
     @model_validator(mode="after")
     def _named(self) -> TenantPatch:
+        if "events_topic" in self.model_fields_set and self.events_topic is None:
+            raise ValueError("events_topic is true or false")
         if "name" in self.model_fields_set and self.name is None:
             raise ValueError("name cannot be cleared")
         return self
@@ -337,6 +355,7 @@ class NotificationRequest(Wire):
     template_id: str | None = None
     content: ChannelContent | None = None
     channels: list[Channel] | None = None
+    routing: Routing | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     category: str | None = None
     locale: str | None = None
@@ -358,6 +377,16 @@ class NotificationRequest(Wire):
         )
 
 
+class Fallback(Wire):
+    """Routing ``first``: what a delivery's channel falling through leads to. ``request`` is the same
+    notification (same id) to route again on the channels after this one; ``siblings`` are the
+    channel's deliveries to its other addresses (push tokens): the channel has failed, and the
+    request is published, only once every one of them has failed."""
+
+    request: NotificationRequest
+    siblings: list[str] = Field(default_factory=list)
+
+
 class Delivery(Wire):
     """``<prefix>.deliveries.<channel>.<lane>``: one rendered message to one address."""
 
@@ -376,6 +405,7 @@ class Delivery(Wire):
         None, description="the contact the address came from, if any (push token clean-up needs it)"
     )
     origin: Origin | None = None
+    fallback: Fallback | None = None
 
 
 Status = Literal[

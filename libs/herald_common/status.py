@@ -15,8 +15,10 @@ The overall status (:func:`overall`) is derived from the channels' when read:
 
 - no channel yet: the notification-level status (``accepted``, or e.g. ``failed`` with its reason);
 - ``partially_failed`` when the channels disagree: one reached ``sent`` or ``delivered`` while another
-  ended ``failed``, ``bounced`` or ``expired``. It is said as soon as both are known (a failed channel
-  is final, so the notification can no longer be wholly successful), even while a third is in progress;
+  ended ``failed``, ``bounced`` or ``expired`` (not one that failed with ``fell_back``: routing ``first``
+  moved on from it to the channel that reached the member). It is said as soon as both are known (a
+  failed channel is final, so the notification can no longer be wholly successful), even while a third
+  is in progress;
 - otherwise the most advanced: ``delivered``, then ``sent``, then ``sending`` (``retrying`` included);
   then ``scheduled`` or ``accepted`` while any channel waits (``queued`` reads as ``accepted``);
 - when every channel ended without reaching anyone: ``bounced``, ``failed``, ``expired``,
@@ -26,6 +28,7 @@ The overall status (:func:`overall`) is derived from the channels' when read:
 with SMS ``suppressed`` reads ``sent``. ``scheduled`` (waiting for ``send_at``) and ``held`` (quiet
 hours) are notification-level, with ``next_attempt_at`` saying when it is released; ``capped`` is
 per channel, ``cancelled`` either. Each record may carry a ``reason_code`` (herald_common.policy).
+Engagement (opens, clicks: herald_common.engagement) is kept beside the records, never in their rank.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from herald_common.policy import FELL_BACK
 from herald_common.redisio import AutoPipeline
 from herald_common.schemas import Origin, StatusEvent
 
@@ -189,7 +193,8 @@ def overall(n: dict[str, Any], channels: dict[str, dict[str, Any]]) -> str:
     states = [c["status"] for c in channels.values()]
     if not states:
         return str(n.get("status", "accepted"))
-    if REACHED.intersection(states) and FAILED.intersection(states):
+    failed = [c["status"] for c in channels.values() if c.get("reason_code") != FELL_BACK]
+    if REACHED.intersection(states) and FAILED.intersection(failed):
         return "partially_failed"
     for best in ("delivered", "sent", "sending"):
         if best in states:
@@ -210,6 +215,11 @@ def view(notification_id: str, accepted_at: float, fields: dict[str, bytes]) -> 
     channels = {
         name[2:]: orjson.loads(value) for name, value in sorted(fields.items()) if name.startswith("c:")
     }
+    for name, value in fields.items():
+        if name.startswith("e:"):  # engagement (herald_common.engagement): e:<channel>:<kind>
+            _, channel, kind = name.split(":", 2)
+            if channel in channels:
+                channels[channel][f"{kind}_at"] = float(value)
     out: dict[str, Any] = {
         "id": notification_id,
         "status": overall(n, channels),

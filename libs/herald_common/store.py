@@ -15,8 +15,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from herald_common.policy import MANUAL
 from herald_common.redisio import AutoPipeline, Keys
 from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn, TenantPatch
+from herald_common.suppressions import Suppressions
 
 
 def hash_api_key(api_key: str) -> str:
@@ -32,6 +34,7 @@ class Store:
         self.redis = redis
         self.keys = keys
         self._auto = AutoPipeline(redis)  # the router's per-record reads share round trips
+        self.suppressions = Suppressions(redis, keys)
 
     # tenants ------------------------------------------------------------------------------------------
     async def create_tenant(self, data: TenantIn) -> Tenant | None:
@@ -83,14 +86,36 @@ class Store:
     # contacts -----------------------------------------------------------------------------------------
     async def put_contact(self, tenant_id: str, contact_id: str, data: ContactIn) -> Contact:
         contact = Contact(**data.model_dump(), id=contact_id, updated_at=now())
-        await self.redis.set(self.keys.contact(tenant_id, contact_id), contact.model_dump_json())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.contact(tenant_id, contact_id), contact.model_dump_json())
+            pipe.zadd(self.keys.contact_index(tenant_id), {contact_id: 0})
+            await pipe.execute()
         return contact
 
     async def put_contacts(self, tenant_id: str, contacts: list[Contact]) -> None:
+        if not contacts:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in contacts:
                 pipe.set(self.keys.contact(tenant_id, c.id), c.model_dump_json())
+            pipe.zadd(self.keys.contact_index(tenant_id), dict.fromkeys((c.id for c in contacts), 0))
             await pipe.execute()
+
+    async def contact_ids(self, tenant_id: str, after: str = "", count: int = 1000) -> list[str]:
+        """Up to ``count`` of the tenant's contact ids after ``after`` (empty: from the start), in id
+        order, from the per-tenant index: paging through millions without scanning the keyspace."""
+        start = f"({after}" if after else "-"
+        ids = await self.redis.zrange(
+            self.keys.contact_index(tenant_id), start, "+", bylex=True, offset=0, num=count
+        )
+        return [i.decode() for i in ids]
+
+    async def get_contacts(self, tenant_id: str, contact_ids: list[str]) -> list[Contact | None]:
+        """Many contacts in one MGET, in the order asked (None where there is none)."""
+        if not contact_ids:
+            return []
+        raws = await self.redis.mget([self.keys.contact(tenant_id, c) for c in contact_ids])
+        return [Contact.model_validate_json(r) if r else None for r in raws]
 
     async def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
         key = self.keys.contact(tenant_id, contact_id)
@@ -99,9 +124,10 @@ class Store:
 
     async def delete_contact(self, tenant_id: str, contact_id: str) -> bool:
         """Erase a member everywhere Herald keeps them in Redis: the profile, its addresses on the
-        tenant's suppression list, and its frequency-cap counters. What stays: Kafka records that carry
-        its addresses until the topics' retention removes them, delivery ledger entries (keyed by a
-        hash, holding no address) and notification statuses (no address) until their TTLs."""
+        tenant's suppression list (entries and their details), its message log and its frequency-cap
+        counters. What stays: Kafka records that carry its addresses until the topics' retention
+        removes them, delivery ledger entries (keyed by a hash, holding no address) and notification
+        statuses (no address) until their TTLs."""
         contact = await self.get_contact(tenant_id, contact_id)
         if contact is None:
             return False
@@ -111,11 +137,12 @@ class Store:
         addresses += [t.token.lower() for t in contact.push_tokens]
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.contact(tenant_id, contact_id))
-            if addresses:
-                pipe.srem(self.keys.suppressions(tenant_id), *addresses)
+            pipe.delete(self.keys.message_log(tenant_id, contact_id))
+            pipe.zrem(self.keys.contact_index(tenant_id), contact_id)
             for category in categories:
                 pipe.delete(self.keys.frequency(tenant_id, contact_id, category))
             await pipe.execute()
+        await self.suppressions.remove(tenant_id, addresses)
         return True
 
     async def remove_push_token(self, tenant_id: str, contact_id: str, token: str) -> bool:
@@ -184,10 +211,24 @@ class Store:
     async def delete_template(self, tenant_id: str, template_id: str) -> bool:
         return bool(await self.redis.delete(self.keys.template(tenant_id, template_id)))
 
-    # suppressions -------------------------------------------------------------------------------------
+    # suppressions (herald_common.suppressions) -------------------------------------------------------
     async def is_suppressed(self, tenant_id: str, address: str) -> bool:
-        key = self.keys.suppressions(tenant_id)
-        return bool(await self._auto.call(lambda pipe: pipe.sismember(key, address.lower())))
+        return await self.suppressions.check(tenant_id, address) is not None
 
-    async def suppress(self, tenant_id: str, address: str) -> None:
-        await self.redis.sadd(self.keys.suppressions(tenant_id), address.lower())
+    async def suppression_reason(self, tenant_id: str, address: str) -> str | None:
+        """Why ``address`` is suppressed (``unknown`` for entries without details); None if it is not."""
+        return await self.suppressions.check(tenant_id, address)
+
+    async def suppress(
+        self,
+        tenant_id: str,
+        address: str,
+        *,
+        reason: str = MANUAL,
+        source: str = "api",
+        channel: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        await self.suppressions.add(
+            tenant_id, address, reason=reason, source=source, channel=channel, note=note
+        )

@@ -7,6 +7,7 @@ Keys (all under the tenant):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import orjson
@@ -93,8 +94,13 @@ class TriggerStore:
             into.update(given)
             if attributes:
                 into["attributes"] = attributes
-        for contact_id, given in merged.items():
-            await self._merge(tenant_id, contact_id, given)
+        gate = asyncio.Semaphore(16)  # different contacts: their WATCH transactions never conflict
+
+        async def one(contact_id: str, given: dict[str, object]) -> None:
+            async with gate:
+                await self._merge(tenant_id, contact_id, given)
+
+        await asyncio.gather(*(one(contact_id, given) for contact_id, given in merged.items()))
 
     async def _merge(self, tenant_id: str, contact_id: str, given: dict[str, object]) -> None:
         def merge(raw: bytes | None) -> str:
@@ -104,3 +110,4 @@ class TriggerStore:
             return Contact.model_validate_json(orjson.dumps(doc)).model_dump_json()
 
         await self._update(self.keys.contact(tenant_id, contact_id), merge)
+        await self.redis.zadd(self.keys.contact_index(tenant_id), {contact_id: 0})  # the tenant's listing

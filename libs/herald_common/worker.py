@@ -108,8 +108,11 @@ async def run_worker(
     topics: Sequence[str],
     group_id: str,
     make_handler: HandlerFactory,
+    pattern: str | None = None,
+    metadata_refresh_s: float | None = None,
 ) -> None:
-    """Run until SIGTERM (or ``lifecycle.request_stop``); raise if the consume loop dies."""
+    """Run until SIGTERM (or ``lifecycle.request_stop``); raise if the consume loop dies. With
+    ``pattern`` the runner subscribes to every topic matching it instead of ``topics``."""
     names = Topics(settings.kafka_topic_prefix)
     close_handler: Callable[[], Awaitable[None]] | None = None
     async with _clients(settings, lifecycle) as clients:
@@ -136,10 +139,12 @@ async def run_worker(
                 lifecycle=lifecycle,
                 error_policy=ErrorPolicy(dead_letter_topic=dead_letter_topic),
                 dead_letters=dead_letters,
+                pattern=pattern,
+                metadata_refresh_s=metadata_refresh_s,
             )
             await runner.start()
             lifecycle.add_check("kafka", runner.ready)
-            log.info("consuming", topics=list(topics), group=group_id)
+            log.info("consuming", topics=list(topics), pattern=pattern, group=group_id)
             await _until_drained(f"{service}-consume", runner.run(), lifecycle, settings.drain_timeout_s)
         finally:
             lifecycle.request_stop("shutdown")

@@ -13,6 +13,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from herald_common.engagement import Kind
+from herald_common.policy import BOUNCED
 from herald_common.schemas import Status, StatusEvent
 from herald_common.settings import Channel
 
@@ -42,6 +44,9 @@ class Receipt:
     ids: Ids | None = None
     channel: Channel | None = None
     address: str | None = None  # the recipient the provider names (Twilio's To, SendGrid's email)
+    suppress_reason: str = BOUNCED  # why ``suppress`` is suppressed (herald_common.policy)
+    engagement: Kind | None = None  # an open, click, unsubscribe or complaint (herald_common.engagement)
+    at: float | None = None  # when the provider says it happened
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,13 @@
 
 Verified before anything is read: the signed Event Webhook's ECDSA signature over timestamp + body
 (``HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY``; unset refuses the receipts) within a freshness window.
-``delivered`` → delivered; ``bounce`` → bounced (a hard bounce also suppresses the address);
-``dropped`` → failed (drops for SendGrid's own suppression lists suppress the address too);
-``spamreport`` → suppresses the address. Receipts map back through the ``custom_args`` (tenant_id,
-notification_id, delivery_id) the sender put on each personalization, which SendGrid copies into
-every event. Other events (processed, deferred, open, click) are ignored.
+``delivered`` → delivered; ``bounce`` → bounced (a hard bounce also suppresses the address, reason
+``bounced``); ``dropped`` → failed (drops for SendGrid's own suppression lists suppress the address
+too); ``open`` and ``click`` → engagement on the message (herald_common.engagement), ``unsubscribe``
+and ``group_unsubscribe`` → engagement and the address suppressed (``unsubscribed``), ``spamreport``
+→ engagement and suppressed (``complaint``). Receipts map back through the ``custom_args``
+(tenant_id, notification_id, delivery_id) the sender put on each personalization, which SendGrid
+copies into every event. Other events (processed, deferred) are ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
+from herald_common.engagement import Kind
+from herald_common.policy import BOUNCED, COMPLAINT, UNSUBSCRIBED
 from herald_common.schemas import Status
 from herald_providers.receipts import Ids, Receipt, ReceiptRefused, Receipts
 from herald_providers.webhooks import (
@@ -32,6 +36,14 @@ from herald_providers.webhooks import (
 PROVIDER = "sendgrid"
 # SendGrid drops mail to addresses already on its own suppression lists: mirror those.
 SUPPRESSING_DROPS = ("Bounced Address", "Spam Reporting Address", "Invalid")
+# Engagement events (herald_common.engagement): recorded on the message's channel and counted.
+ENGAGEMENT: dict[str, Kind] = {
+    "open": "opened",
+    "click": "clicked",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+    "spamreport": "complained",
+}
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,7 +94,8 @@ def from_event(ev: dict[str, Any]) -> Receipt | None:
         ev.get("sg_event_id") or hashlib.sha256(orjson.dumps(ev, option=orjson.OPT_SORT_KEYS)).hexdigest()
     )
     status: Status | None = None
-    suppress = False
+    suppress, why = False, BOUNCED
+    engagement = ENGAGEMENT.get(kind)
     if kind == "delivered":
         status = "delivered"
     elif kind == "bounce":
@@ -90,14 +103,27 @@ def from_event(ev: dict[str, Any]) -> Receipt | None:
         status, reason, suppress = "bounced", f"{'bounce' if hard else 'blocked'}: {reason}", hard
     elif kind == "dropped":
         status, suppress = "failed", any(r in reason for r in SUPPRESSING_DROPS)
+        why = COMPLAINT if "Spam Reporting" in reason else BOUNCED
         reason = f"dropped: {reason}"
-    elif kind == "spamreport":
-        suppress = True
-    else:
+    elif engagement in ("unsubscribed", "complained"):
+        suppress, why = True, UNSUBSCRIBED if engagement == "unsubscribed" else COMPLAINT
+    elif engagement is None:
         return None
     event = None
     if status is not None:
         message_id = str(ev.get("sg_message_id") or "").split(".", 1)[0] or None
         event = ids.event("email", status, PROVIDER, message_id, reason, ev.get("timestamp"))
     suppressed = address if suppress and address else None
-    return Receipt(f"sg:{event_id}", ids.tenant, event, suppressed, ids=ids, channel="email", address=address)
+    at = ev.get("timestamp")
+    return Receipt(
+        f"sg:{event_id}",
+        ids.tenant,
+        event,
+        suppressed,
+        ids=ids,
+        channel="email",
+        address=address,
+        suppress_reason=why,
+        engagement=engagement,
+        at=float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None,
+    )

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
+from herald_common.policy import INVALID_ADDRESS, UNSUBSCRIBED
 from herald_common.schemas import Status
 from herald_providers.receipts import Ids, Receipt, ReceiptRefused, Receipts, valid_id
 
@@ -28,6 +29,7 @@ RECEIPT_PATH = f"/v1/receipts/{PROVIDER}"
 # Twilio error codes that mean the number will never take messages: unsubscribed (STOP), invalid,
 # not a mobile number, unknown destination, landline or unreachable carrier, blocked by the recipient.
 SUPPRESSING_CODES = frozenset({"21610", "21211", "21614", "30004", "30005", "30006"})
+UNSUBSCRIBED_CODE = "21610"  # the member replied STOP: suppressed as unsubscribed, the others as invalid
 Params = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
@@ -69,7 +71,17 @@ def from_callback(query: dict[str, str], form: dict[str, str]) -> Receipt | None
     suppress = form.get("To") if status == "failed" and code in SUPPRESSING_CODES else None
     event = ids.event("sms", status, PROVIDER, sid, reason)
     to = form.get("To") or None
-    return Receipt(f"tw:{sid}:{state}", ids.tenant, event, suppress, ids=ids, channel="sms", address=to)
+    why = UNSUBSCRIBED if code == UNSUBSCRIBED_CODE else INVALID_ADDRESS
+    return Receipt(
+        f"tw:{sid}:{state}",
+        ids.tenant,
+        event,
+        suppress,
+        ids=ids,
+        channel="sms",
+        address=to,
+        suppress_reason=why,
+    )
 
 
 def compute_signature(auth_token: str, url: str, params: Params) -> str:
@@ -106,3 +118,19 @@ def _url_variants(url: str) -> list[str]:
 def _netloc(parts: Any, hostport: str) -> str:
     userinfo = parts.netloc.rpartition("@")[0]
     return f"{userinfo}@{hostport}" if userinfo else hostport
+
+
+# Inbound SMS replies (``POST /v1/receipts/twilio/replies``): Twilio's own opt-out keywords.
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_WORDS = frozenset({"START", "YES", "UNSTOP"})
+
+
+def reply_keyword(body: str) -> str | None:
+    """``stop`` or ``start`` when a reply is one of Twilio's opt-out or opt-in keywords (the whole
+    message, any case, surrounding spaces and punctuation ignored, as Twilio matches them)."""
+    word = body.strip().strip(".!").strip().upper()
+    if word in STOP_WORDS:
+        return "stop"
+    if word in START_WORDS:
+        return "start"
+    return None

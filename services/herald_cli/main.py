@@ -20,6 +20,7 @@ SERVICE_SETTINGS: dict[str, str] = {
     "tracker": "herald_tracker.settings:TrackerSettings",
     "scheduler": "herald_scheduler.settings:SchedulerSettings",
     "webhooks": "herald_webhooks.settings:WebhooksSettings",
+    "campaigns": "herald_campaigns.settings:CampaignsSettings",
 }
 
 
@@ -84,6 +85,20 @@ def cmd_webhooks(args: argparse.Namespace) -> None:
     run_service("webhooks", settings, lambda lc: serve(settings, lc))
 
 
+def cmd_campaigns(args: argparse.Namespace) -> None:
+    if args.action == "watch":
+        from herald_cli.watch import watch
+
+        if not args.campaign_id or not args.api_key:
+            raise SystemExit("herald campaigns watch: give a campaign id and --api-key")
+        sys.exit(asyncio.run(watch(args.url, args.api_key, args.campaign_id, args.interval)))
+    from herald_campaigns.main import serve
+    from herald_common.service import run_service
+
+    settings = load(settings_class("campaigns"))
+    run_service("campaigns", settings, lambda lc: serve(settings, lc))
+
+
 def cmd_dlq(args: argparse.Namespace) -> None:
     from herald_common.dlq import run_cli
     from herald_common.settings import CommonSettings
@@ -135,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_scheduler
     )
     sub.add_parser("webhooks", help="status events → signed tenant webhooks").set_defaults(func=cmd_webhooks)
+    p = sub.add_parser("campaigns", help="fans campaigns out; `campaigns watch ID` shows one's progress")
+    p.add_argument("action", nargs="?", choices=["watch"], help="watch: a live progress bar of one campaign")
+    p.add_argument("campaign_id", nargs="?")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's base URL")
+    p.add_argument("--api-key", help="the tenant's API key")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    p.set_defaults(func=cmd_campaigns)
     p = sub.add_parser("dlq", help="dead letters of every service: list them as JSON lines, or replay them")
     p.add_argument("action", choices=["list", "replay"])
     p.add_argument(

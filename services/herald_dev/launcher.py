@@ -53,6 +53,7 @@ def services(channels: Iterable[str] = CHANNELS) -> list[Service]:
         ("scheduler", ["scheduler"]),
         ("tracker", ["tracker"]),
         ("webhooks", ["webhooks"]),
+        ("campaigns", ["campaigns"]),
     ]
 
 
@@ -201,6 +202,21 @@ def event_curl(base: str, api_key: str) -> str:
     )
 
 
+def campaign_curl(base: str, api_key: str) -> str:
+    """Shell lines that create a small campaign, upload its audience (the demo contact) and start it."""
+    auth = f"-H 'Authorization: Bearer {api_key}'"
+    create = '{"name": "Points this month", "template_id": "monthly-points", "rate_per_s": 10}'
+    line = json.dumps({"contact_id": DEMO["contact_id"]})
+    return (
+        f"  C=$(curl -sS -X POST {base}/v1/campaigns {auth} -H 'Content-Type: application/json' \\\n"
+        f"    -d '{create}' | sed -E 's/.*\"id\":\"(c_[0-9a-f]+)\".*/\\1/')\n"
+        f"  echo '{line}' | curl -sS -X POST {base}/v1/campaigns/$C/audience {auth} \\\n"
+        "    -H 'Content-Type: application/x-ndjson' --data-binary @-\n"
+        f"  curl -sS -X POST {base}/v1/campaigns/$C:start {auth}\n"
+        f"  herald campaigns watch $C --url {base} --api-key {api_key}"
+    )
+
+
 def banner(
     base: str, outbox_url: str, api_key: str, admin_token: str, channels: Sequence[str] = tuple(CHANNELS)
 ) -> str:
@@ -242,6 +258,12 @@ Or post a loyalty event: the booking.confirmed trigger sends the booking by emai
 {event_curl(base, api_key)}
 
 and GET {base}/v1/events/<id> shows what each trigger rule decided.
+
+Run a small campaign (create it, upload its audience, start it, watch its progress; the email shows
+up in the outbox):
+
+{campaign_curl(base, api_key)}
+
 Ctrl-C stops everything.
 """
 

@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
+from herald_common.kafka import create_topics
+from herald_common.kafka.security import client_options
 from herald_common.schemas import ApiKeyIn, TenantIn, TenantPatch
-from herald_gateway.context import KEY_CACHE, SETTINGS, STORE, TENANT_CACHE
+from herald_common.topics import DEFAULT_PARTITIONS
+from herald_gateway.context import KEY_CACHE, SETTINGS, STORE, TENANT_CACHE, TOPICS
 from herald_gateway.problems import ProblemError, json_response, parse_body
+
+
+async def _events_topic(request: web.Request, tenant_id: str, outcome: str = "nothing was changed") -> None:
+    """Create the tenant's own events topic (``events_topic: true``) before saying so; the
+    transactional routers find it by their pattern subscription."""
+    settings = request.app[SETTINGS]
+    try:
+        await create_topics(
+            settings.kafka_bootstrap,
+            [request.app[TOPICS].tenant_events(tenant_id)],
+            DEFAULT_PARTITIONS,
+            client=client_options(settings),
+        )
+    except (KafkaError, OSError) as exc:
+        raise ProblemError(
+            503,
+            f"the tenant's events topic could not be created; {outcome}",
+            headers={"Retry-After": "1"},
+        ) from exc
 
 
 async def create_tenant(request: web.Request) -> web.Response:
     body = await parse_body(request, TenantIn, request.app[SETTINGS].max_body_bytes)
+    if body.events_topic and body.id is not None:
+        await _events_topic(request, body.id)
     tenant = await request.app[STORE].create_tenant(body)
     if tenant is None:
         raise ProblemError(409, f"tenant {body.id} already exists")
+    if tenant.events_topic and body.id is None:  # its id was only chosen now
+        await _events_topic(request, tenant.id, "the tenant was created: PATCH events_topic to retry")
     return json_response(tenant.model_dump(mode="json"), status=201)
 
 
@@ -26,6 +53,10 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 async def update_tenant(request: web.Request) -> web.Response:
     patch = await parse_body(request, TenantPatch, request.app[SETTINGS].max_body_bytes)
+    if patch.events_topic:
+        if await request.app[STORE].get_tenant(request.match_info["tenant_id"]) is None:
+            raise ProblemError(404, "no such tenant")
+        await _events_topic(request, request.match_info["tenant_id"])
     tenant = await request.app[STORE].update_tenant(request.match_info["tenant_id"], patch)
     if tenant is None:
         raise ProblemError(404, "no such tenant")

@@ -25,12 +25,16 @@ from herald_common.store import Store
 from herald_common.topics import Topics
 from herald_gateway import (
     admin,
+    campaigns,
     cancel,
     events,
     notifications,
     quota,
     receipts,
+    records,
+    replies,
     resources,
+    suppressions,
     triggers,
     unsubscribe,
     webhooks,
@@ -154,4 +158,8 @@ def create_app(settings: GatewaySettings, lifecycle: Lifecycle) -> web.Applicati
     events.add_routes(app)
     triggers.add_routes(app)
     unsubscribe.add_to(app)
+    records.add_to(app)  # message log, stats, engagement
+    suppressions.add_routes(app)
+    replies.add_routes(app)
+    campaigns.add_routes(app)
     return app

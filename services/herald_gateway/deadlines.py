@@ -34,7 +34,8 @@ def runner_options(settings: GatewaySettings) -> dict[str, Any]:
 
 @web.middleware
 async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.body_exists:
+    # A handler that streams its body (an audience upload) reads it line by line under its own deadline.
+    if request.body_exists and not getattr(request.match_info.handler, "streams_body", False):
         try:
             async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_s):
                 await request.read()  # kept by aiohttp: the handler's read() or post() reuses it

@@ -15,7 +15,13 @@ import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from herald_common.events import EventBatch, EventIn, EventRecord, rule_notification_id
+from herald_common.events import (
+    EventBatch,
+    EventIn,
+    EventRecord,
+    event_idempotency_name,
+    rule_notification_id,
+)
 from herald_common.ids import EventIds, partition_key
 from herald_common.intake import fingerprint
 from herald_common.intake.idempotency import Claim, IdempotencyStore
@@ -38,7 +44,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 def _idem_key(app: web.Application, tenant_id: str, key: str) -> str:
-    return app[KEYS].idempotency(tenant_id, f"event\x1f{key}")
+    return app[KEYS].idempotency(tenant_id, event_idempotency_name(key))
 
 
 async def _reserve(
@@ -101,15 +107,7 @@ async def accept(
         now, ids, records = time.time(), app[EVENT_IDS], []
         for i in fresh:
             event = items[i][0]
-            record = EventRecord(
-                id=ids.new(tenant_id),
-                tenant_id=tenant_id,
-                type=event.type,
-                contact_id=event.contact_id,
-                data=event.data,
-                occurred_at=event.occurred_at,
-                accepted_at=now,
-            )
+            record = EventRecord.accepted(event, ids.new(tenant_id), tenant_id, now)
             trigger = triggers.get(event.type)
             nids = [
                 rule_notification_id(app[IDS], tenant_id, record.id, now, r)

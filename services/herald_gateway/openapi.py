@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from herald_common.campaigns.model import CampaignIn, CampaignPatch
 from herald_common.events import EventBatch, EventIn, TriggerIn
 from herald_common.fields import json_value_schema
 from herald_common.schemas import (
@@ -25,6 +26,7 @@ from herald_common.schemas import (
 )
 from herald_common.status import OVERALL, RANK
 from herald_common.webhooks.model import WebhookIn
+from herald_gateway import openapi_records
 
 _MODELS: list[type[BaseModel]] = [
     NotificationIn,
@@ -41,6 +43,8 @@ _MODELS: list[type[BaseModel]] = [
     EventIn,
     EventBatch,
     TriggerIn,
+    CampaignIn,
+    CampaignPatch,
 ]
 
 # (method, path, summary, request model or None, success status, auth)
@@ -112,6 +116,45 @@ _OPERATIONS: list[tuple[str, str, str, str | None, int, str]] = [
         "/v1/notifications:cancel-by-key",
         "Cancel the tenant's notifications with a cancellation key accepted before now",
         "CancelByKeyIn",
+        200,
+        "tenant",
+    ),
+    ("post", "/v1/campaigns", "Create a campaign (a draft)", "CampaignIn", 201, "tenant"),
+    ("get", "/v1/campaigns", "List the campaigns, newest first (limit, cursor)", None, 200, "tenant"),
+    ("get", "/v1/campaigns/{campaign_id}", "A campaign: state, counts per outcome, ETA", None, 200, "tenant"),
+    ("patch", "/v1/campaigns/{campaign_id}", "Change a campaign's rate", "CampaignPatch", 200, "tenant"),
+    ("post", "/v1/campaigns/{campaign_id}:start", "Start a draft campaign", None, 202, "tenant"),
+    ("post", "/v1/campaigns/{campaign_id}:pause", "Pause a campaign", None, 202, "tenant"),
+    ("post", "/v1/campaigns/{campaign_id}:resume", "Resume a paused campaign", None, 202, "tenant"),
+    (
+        "post",
+        "/v1/campaigns/{campaign_id}:cancel",
+        "Cancel a campaign and what it queued",
+        None,
+        202,
+        "tenant",
+    ),
+    (
+        "post",
+        "/v1/campaigns/{campaign_id}:resend-failed",
+        "A draft follow-up campaign to this one's failed recipients",
+        None,
+        201,
+        "tenant",
+    ),
+    (
+        "post",
+        "/v1/campaigns/{campaign_id}/audience",
+        "Append to a draft's audience: NDJSON or CSV streamed, bad lines reported by number",
+        None,
+        200,
+        "tenant",
+    ),
+    (
+        "get",
+        "/v1/campaigns/{campaign_id}/recipients",
+        "Recipients by outcome (status, limit, cursor)",
+        None,
         200,
         "tenant",
     ),
@@ -196,6 +239,10 @@ _STATUS = {
                         reason_code="string",
                         updated_at="number",
                         next_attempt_at="number",
+                        opened_at="number",
+                        clicked_at="number",
+                        unsubscribed_at="number",
+                        complained_at="number",
                     ),
                 },
             },
@@ -230,6 +277,7 @@ def document(admin: bool = False) -> dict[str, Any]:
     _close_pattern_maps(components)
     components["JsonValue"] = json_value_schema()
     components["NotificationStatus"] = _STATUS
+    components.update(openapi_records.schemas())
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, model, status, auth in _OPERATIONS:
         if auth == "admin" and not admin:
@@ -266,12 +314,23 @@ def document(admin: bool = False) -> dict[str, Any]:
             op["responses"]["200"]["content"] = {
                 "application/json": {"schema": {"$ref": "#/components/schemas/NotificationStatus"}}
             }
+        if path.startswith("/v1/campaigns/{campaign_id}"):
+            op["parameters"][0]["schema"] = {"type": "string", "pattern": "^c_[0-9a-f]{16}$"}
+        if path.endswith("/audience"):
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
         if model:
             op["requestBody"] = {
                 "required": model not in _OPTIONAL_BODY,
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
             }
         paths.setdefault(path, {})[method] = op
+    paths.update(openapi_records.paths())  # message log, stats, suppressions
     return {
         "openapi": "3.1.0",
         "info": {

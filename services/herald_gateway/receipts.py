@@ -4,7 +4,8 @@ The provider's own receipt parser (``receipts`` of its spec in :mod:`herald_prov
 verifies the request before anything is read from it (SendGrid: the signed Event Webhook; Twilio:
 ``X-Twilio-Signature``) and maps it to receipts; a provider without one is a 404. Receipts are
 deduplicated by event id (``SET NX`` with a TTL on ``{prefix}:receipt:<provider>:<id>``) and turned
-into status events on ``<prefix>.status`` that the tracker folds, plus suppressions.
+into status events on ``<prefix>.status`` that the tracker folds, plus suppressions (with the reason
+the provider gives) and engagement (opens, clicks: herald_common.engagement).
 
 A signature says who sent the request, not that what it names is true: a receipt is applied only when
 its notification id was issued to the tenant it names (ids are signed per tenant), no longer ago than
@@ -13,7 +14,7 @@ provider names. Others are refused (counted in ``refused``, logged with masked i
 
 The dedupe key is set before the effects and removed again if they fail (the provider retries on a
 5xx), so a replayed receipt changes nothing and a failed one is not lost. Events a parser does not
-map (processed, deferred, open, click, sent, queued) are acknowledged and ignored.
+map (processed, deferred, sent, queued) are acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from herald_common.ids import NotificationIds, delivery_id, partition_key
 from herald_common.logging import mask
 from herald_gateway.context import IDS, KEYS, PRODUCER, REDIS, SETTINGS, STORE, TOPICS
 from herald_gateway.problems import ProblemError, json_response
+from herald_gateway.records import ENGAGEMENT
 from herald_providers.config import ReceiptSettings
 from herald_providers.receipts import Receipt, ReceiptRefused
 from herald_providers.registry import receipt_parser
@@ -100,13 +102,20 @@ async def _apply(request: web.Request, provider: str, receipts: list[Receipt], r
     try:
         for r, _ in fresh:
             if r.suppress:
-                await app[STORE].suppress(r.tenant_id, r.suppress)
+                await app[STORE].suppress(
+                    r.tenant_id, r.suppress, reason=r.suppress_reason, source=provider, channel=r.channel
+                )
                 log.info(
                     "address suppressed by receipt",
                     provider=provider,
                     tenant=r.tenant_id,
                     to=mask(r.suppress),
+                    reason=r.suppress_reason,
                 )
+            if r.engagement and r.ids is not None and r.channel is not None:
+                at = r.at if r.at is not None else time.time()
+                if await app[ENGAGEMENT].record(r.tenant_id, r.ids.notification, r.channel, r.engagement, at):
+                    metrics.ENGAGEMENT.labels(r.channel, r.engagement).inc()
         futures = [
             await app[PRODUCER].send(
                 app[TOPICS].status,

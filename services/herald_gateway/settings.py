@@ -4,11 +4,12 @@ from pydantic import Field, SecretStr
 
 from herald_common.ids import id_secret_from_setting
 from herald_common.settings import CommonSettings
+from herald_common.stats import RecordSettings
 from herald_common.webhooks.targets import TargetSettings
 from herald_providers.config import ReceiptSettings
 
 
-class GatewaySettings(CommonSettings, ReceiptSettings, TargetSettings):
+class GatewaySettings(CommonSettings, ReceiptSettings, TargetSettings, RecordSettings):
     http_host: str = Field("127.0.0.1", description="address the public API listens on")
     http_port: int = Field(8080, ge=0, le=65535, description="port of the public API (and its health routes)")
     admin_token: SecretStr = Field(..., min_length=16, description="bearer token for /admin/v1 endpoints")

@@ -90,7 +90,7 @@ async def _opt_out(request: web.Request, claim: Claim, categories: dict[str, boo
     if claim.kind == "contact":
         await store.set_category_preferences(claim.tenant_id, claim.subject, categories)
     elif not all(categories.values()):
-        await store.suppress(claim.tenant_id, claim.subject)
+        await store.suppress(claim.tenant_id, claim.subject, reason="unsubscribed", source="unsubscribe_link")
     log.info(
         "unsubscribe",
         tenant=claim.tenant_id,

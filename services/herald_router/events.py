@@ -40,6 +40,7 @@ from herald_common.intake import (
 )
 from herald_common.intake.idempotency import INFLIGHT_TTL_S
 from herald_common.kafka import PoisonRecord
+from herald_common.notices import Notice, publish_notices
 from herald_common.schemas import Contact, NotificationIn, Origin, Recipient, Template
 from herald_common.store import Store
 from herald_common.triggerstore import TriggerStore
@@ -81,6 +82,10 @@ class EventRouter:
             event = EventRecord.model_validate_json(rec.value)
         except (pydantic.ValidationError, ValueError) as exc:
             raise PoisonRecord(f"unreadable event: {exc}") from exc
+        await self.decide(event)
+
+    async def decide(self, event: EventRecord) -> None:
+        """Every rule of the event's trigger, decided and recorded (an event taken in from any source)."""
         outcome = EventOutcome(
             id=event.id,
             type=event.type,
@@ -103,6 +108,13 @@ class EventRouter:
         for d in outcome.decisions:
             metrics.EVENT_DECISIONS.labels(d.reason).inc()
         await self.triggers.record(event.tenant_id, outcome, self.outcome_ttl_s)
+        decided = Notice(
+            tenant_id=event.tenant_id,
+            type="event.decision",
+            subject_id=event.id,
+            data=outcome.model_dump(mode="json", exclude_none=True),
+        )
+        await publish_notices(self.ctx.producer, self.ctx.topics, [decided])
         log.debug(
             "event decided",
             tenant=event.tenant_id,
@@ -156,6 +168,8 @@ class EventRouter:
             send_at=due,
             cancellation_key=key,
         )
+        if rule.routing == "first":  # set only then: an unset routing is "all" and left out of the record
+            request = request.model_copy(update={"routing": "first"})
         nid = rule_notification_id(self.ids, event.tenant_id, event.id, event.accepted_at, i)
         await self._publish(
             event.tenant_id,

@@ -24,6 +24,7 @@ from herald_common.schemas import (
     ChannelContent,
     Contact,
     Delivery,
+    Fallback,
     NotificationRequest,
     Status,
     StatusEvent,
@@ -35,7 +36,7 @@ from herald_common.templating import TemplateRenderError, render_channel_async, 
 from herald_common.unsubscribe import CONTENT_FIELD, Links, is_marketing
 from herald_common.worker import WorkerContext
 from herald_router.policy import RouterPolicy, was_deferred
-from herald_router.routing import plan_channels
+from herald_router.routing import pick_first, plan_channels
 
 log = structlog.get_logger()
 
@@ -51,11 +52,27 @@ def _bound(value: object) -> int:
     return 32
 
 
-def _too_large(deliveries: list[Delivery], rendered: dict[str, object], key: bytes) -> str | None:
+def _fallback(req: NotificationRequest, channels: list[str], ids: list[str], own: str) -> Fallback | None:
+    """Routing ``first``: where this delivery's channel falls back to (None when nowhere)."""
+    if not channels:
+        return None
+    request = req.model_copy(update={"channels": channels})
+    return Fallback(request=request, siblings=[i for i in ids if i != own])
+
+
+def _fallback_bytes(deliveries: list[Delivery]) -> int:
+    fb = deliveries[0].fallback if deliveries else None
+    return 0 if fb is None else len(fb.model_dump_json(exclude_none=True)) + 40 * len(fb.siblings)
+
+
+def _too_large(
+    deliveries: list[Delivery], rendered: dict[str, object], key: bytes, extra: int = 0
+) -> str | None:
     """The ``too_large`` reason when a delivery's record would be over the producer's limit (a size
     error is permanent: produced, it would be retried forever). Exact sizes are computed only when a
-    cheap upper bound of the rendered content does not already fit."""
-    if _bound(rendered) + len(key) + 8192 <= MAX_RECORD_BYTES:  # 8 KB: the envelope, ids and address
+    cheap upper bound of the rendered content (plus ``extra`` bytes the record carries besides) does
+    not already fit."""
+    if _bound(rendered) + len(key) + extra + 8192 <= MAX_RECORD_BYTES:  # 8 KB: the envelope, ids and address
         return None
     for d in deliveries:
         size = record_size(key, orjson.dumps(d.model_dump(exclude_none=True)))
@@ -143,11 +160,15 @@ class Router:
         plans = plan_channels(req, contact, content, category)
         for plan in plans:
             if plan.skip_status is None:
-                suppressed = [a for a in plan.addresses if await self.store.is_suppressed(req.tenant_id, a)]
+                why = {a: await self.store.suppression_reason(req.tenant_id, a) for a in plan.addresses}
+                suppressed = [a for a, reason in why.items() if reason is not None]
                 if suppressed and len(suppressed) == len(plan.addresses):
                     plan.skip_status, plan.reason = "suppressed", "address is on the suppression list"
-                    plan.reason_code = codes.SUPPRESSED
+                    plan.reason_code = codes.suppression_code(why[suppressed[0]])
                 plan.addresses = [a for a in plan.addresses if a not in suppressed]
+        fallback: list[str] = []
+        if req.routing == "first":
+            plans, fallback = pick_first(plans)
         if any(plan.skip_status is None for plan in plans):
             if not await self.policy.within_caps(req, tenant, recipient, category):
                 for plan in plans:
@@ -210,9 +231,10 @@ class Router:
                 metrics.ROUTED.labels(plan.channel, "failed").inc()
                 out.append(self._status(req, "failed", channel=plan.channel, reason=bad_header))
                 continue
+            ids = [delivery_id(req.id, plan.channel, address) for address in plan.addresses]
             deliveries = [
                 Delivery(
-                    delivery_id=delivery_id(req.id, plan.channel, address),
+                    delivery_id=did,
                     notification_id=req.id,
                     tenant_id=req.tenant_id,
                     channel=plan.channel,
@@ -224,12 +246,12 @@ class Router:
                     cancellation_key=req.cancellation_key,
                     contact_id=req.to.contact_id,
                     origin=origin,
+                    fallback=_fallback(req, fallback, ids, did),
                 )
-                for address in plan.addresses
+                for did, address in zip(ids, plan.addresses, strict=True)
             ]
-            if (
-                too_large := _too_large(deliveries, rendered, partition_key(req.tenant_id, recipient))
-            ) is not None:
+            key = partition_key(req.tenant_id, recipient)
+            if (too_large := _too_large(deliveries, rendered, key, _fallback_bytes(deliveries))) is not None:
                 bound.warning("rendered message over the record limit", channel=plan.channel)
                 metrics.ROUTED.labels(plan.channel, "failed").inc()
                 out.append(self._status(req, "failed", channel=plan.channel, reason=too_large))

@@ -1,7 +1,10 @@
 """herald router --lane transactional|bulk: requests in, one delivery per channel out. The transactional
-router also consumes loyalty events and turns them into requests through their triggers."""
+router also consumes loyalty events (``<prefix>.events``, and every tenant's own events topic, found by a
+pattern subscription) and turns them into requests through their triggers."""
 
 from __future__ import annotations
+
+import re
 
 from aiokafka.structs import ConsumerRecord
 
@@ -14,6 +17,13 @@ from herald_common.worker import WorkerContext, run_worker
 from herald_router.events import EventRouter
 from herald_router.handler import Router
 from herald_router.settings import RouterSettings
+from herald_router.tenant_events import TenantEvents
+
+
+def subscription(topics: Topics, lane: str) -> str:
+    """The transactional router's pattern: its requests, the events topic and every tenant's own."""
+    fixed = "|".join(re.escape(t) for t in (topics.requests(lane), topics.events))
+    return rf"^(?:{fixed}|{topics.tenant_events_pattern[1:-1]})$"
 
 
 async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
@@ -27,16 +37,23 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
         router = Router(ctx, settings.template_cache_s, report_queued=settings.reports_queued(), links=links)
         if not with_events:
             return router.handle, None
+        ids = NotificationIds(secret)
         events = EventRouter(
             ctx,
-            NotificationIds(secret),
+            ids,
             template_cache_s=settings.template_cache_s,
             idempotency_ttl_s=settings.idempotency_ttl_s,
             outcome_ttl_s=settings.event_outcome_ttl_s,
         )
+        tenant_events = TenantEvents(ctx, ids, events, tenant_cache_s=settings.template_cache_s)
 
         async def handle(rec: ConsumerRecord) -> None:
-            await (events.handle(rec) if rec.topic == topics.events else router.handle(rec))
+            if rec.topic == topics.events:
+                await events.handle(rec)
+            elif (tenant_id := topics.tenant_of(rec.topic)) is not None:
+                await tenant_events.handle(rec, tenant_id)
+            else:
+                await router.handle(rec)
 
         return handle, None
 
@@ -47,4 +64,6 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
         topics=[topics.requests(settings.router_lane), *([topics.events] if with_events else [])],
         group_id=topics.group("router", settings.router_lane),
         make_handler=make_handler,
+        pattern=subscription(topics, settings.router_lane) if with_events else None,
+        metadata_refresh_s=settings.tenant_events_refresh_s if with_events else None,
     )

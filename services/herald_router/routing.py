@@ -87,3 +87,13 @@ def plan_channels(
                 continue
         plans.append(ChannelPlan(channel, addresses))
     return plans
+
+
+def pick_first(plans: list[ChannelPlan]) -> tuple[list[ChannelPlan], list[str]]:
+    """Routing ``first``: the first plan that can be sent, and the channels after it in the request's
+    order (where it falls back to if that channel fails permanently; each is checked again then).
+    When none can be sent: every plan, so each channel's status says why, and nowhere to fall back."""
+    for i, plan in enumerate(plans):
+        if plan.skip_status is None:
+            return [plan], [p.channel for p in plans[i + 1 :]]
+    return plans, []

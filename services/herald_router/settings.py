@@ -36,6 +36,13 @@ class RouterSettings(ConsumerSettings):
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="the gateway's public base URL: unsubscribe links in marketing email point under it",
     )
+    tenant_events_refresh_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="how often the transactional router looks for tenants' events topics created since "
+        "(a tenant's topic is consumed within about this long of its events_topic being enabled)",
+    )
 
     def id_secret_bytes(self) -> bytes | None:
         return id_secret_from_setting(self.id_secret.get_secret_value()) if self.id_secret else None

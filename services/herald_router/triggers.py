@@ -80,16 +80,14 @@ def choose_channels(
     content: ChannelContent | None,
     channels: Mapping[str, ChannelSpec] = CHANNELS,
 ) -> list[str] | None:
-    """``all``: the rule's channels as given (None: the template's). ``first``: a one-item list with the
-    first of the rule's channels (else the template's, else every channel, in channel order) that the
-    contact can be reached on; an empty list when there is none."""
+    """``all``: the rule's channels as given (None: the template's). ``first``: of the rule's channels
+    (else the template's, else every channel, in channel order) those the contact can be reached on, in
+    that order: the first is sent, the others are where it falls back to on a permanent failure; an
+    empty list when there is none."""
     if routing != "first":
         return list(wanted) if wanted else None
     candidates = list(wanted) if wanted else (content.channels() if content is not None else list(channels))
-    for channel in candidates:
-        if reachable(channel, contact, content, channels):
-            return [channel]
-    return []
+    return [channel for channel in candidates if reachable(channel, contact, content, channels)]
 
 
 __all__ = ["DelayError", "choose_channels", "field_value", "is_stale", "reachable", "send_at"]

@@ -1,7 +1,7 @@
 """The release loop: claim due items, produce them back onto their topics, then ack them.
 
-A produce that fails leaves its item unacked; it is released again once its lease runs out. Acking
-only after Kafka acknowledged the write keeps every release at least once.
+A produce that fails leaves its items (those of its topic) unacked; they are released again once their
+lease runs out. Acking only after Kafka acknowledged the write keeps every release at least once.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import defaultdict
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -16,6 +17,7 @@ from redis.exceptions import RedisError
 
 from herald_common import metrics
 from herald_common.delayed import DelayedRecord, DelayQueue
+from herald_common.kafka import produce_many
 from herald_common.lifecycle import Lifecycle
 
 log = structlog.get_logger()
@@ -54,11 +56,13 @@ class Releaser:
                 await self._pause(await self._idle_for())
 
     async def release_once(self) -> int:
+        """One round: claim a batch, produce it per topic as a few record batches (one future per
+        partition, not per item), ack what Kafka acknowledged."""
         claim = await self.queue.claim(self.batch, self.lease_s)
         if not claim.items:
             return 0
         done: list[str] = []  # produced and acknowledged (or unreadable: dropped for good)
-        sent: list[tuple[str, asyncio.Future[object]]] = []
+        by_topic: dict[str, list[tuple[str, DelayedRecord]]] = defaultdict(list)
         for item_id, raw in claim.items:
             try:
                 record = DelayedRecord.decode(raw)
@@ -66,19 +70,27 @@ class Releaser:
                 log.error("unreadable delayed item dropped", item=item_id)
                 done.append(item_id)
                 continue
-            future = await self.producer.send(
-                record.topic, record.value, key=record.key, headers=list(record.headers) or None
-            )
-            sent.append((item_id, future))
-        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-        done += [
-            item_id for (item_id, _), r in zip(sent, results, strict=True) if not isinstance(r, BaseException)
-        ]
-        ids = claim.items
-        if len(done) < len(ids):
+            by_topic[record.topic].append((item_id, record))
+        topics = list(by_topic.items())
+        results = await asyncio.gather(
+            *(
+                produce_many(
+                    self.producer,
+                    topic,
+                    [(r.key, r.value) for _, r in items],
+                    headers=[r.headers for _, r in items],
+                )
+                for topic, items in topics
+            ),
+            return_exceptions=True,
+        )
+        for (_, items), result in zip(topics, results, strict=True):
+            if not isinstance(result, BaseException):
+                done += [item_id for item_id, _ in items]
+        if len(done) < len(claim.items):
             log.warning(
                 "some releases were not acknowledged; they go again after the lease",
-                failed=len(ids) - len(done),
+                failed=len(claim.items) - len(done),
             )
         await self.queue.ack(claim.token, done)
         self.released += len(done)

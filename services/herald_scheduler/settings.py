@@ -16,4 +16,4 @@ class SchedulerSettings(CommonSettings):
         description="how long a claimed item is reserved; a scheduler that dies mid-release has its "
         "items released again after this",
     )
-    scheduler_batch: int = Field(500, ge=1, le=10_000, description="items claimed and produced per round")
+    scheduler_batch: int = Field(2000, ge=1, le=10_000, description="items claimed and produced per round")

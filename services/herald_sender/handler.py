@@ -5,6 +5,7 @@
   address is suppressed for the tenant (a dead push token is removed from its contact);
 - cancelled (herald_common.cancel: by id, or by key before it was accepted) → ledger and status
   ``cancelled`` instead of calling the provider (checked once per record, just before the first attempt);
+- of a paused campaign (herald_common.campaigns.gate) → parked in the scheduler, asked again later;
 - transient error → the :class:`RetryPolicy` decides: a short backoff is waited in place, a longer
   one is handed to the scheduler (ledger ``scheduled``, status ``retrying`` with ``next_attempt_at``)
   and the handler returns, so the partition moves on; after the last attempt, or when the message
@@ -28,14 +29,17 @@ from redis.exceptions import RedisError
 
 from herald_common import metrics
 from herald_common.backoff import backoff
+from herald_common.campaigns.gate import PARK_S, CampaignGate
 from herald_common.cancel import Cancellations
 from herald_common.channels import spec
+from herald_common.intake import republish
 from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, Cause, PoisonRecord
 from herald_common.logging import mask
-from herald_common.policy import CANCELLED
+from herald_common.policy import CANCELLED, FELL_BACK
 from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
+from herald_sender.fair import FairGate
 from herald_sender.ledger import DONE, Ledger
 from herald_sender.outbound import Outbound
 from herald_sender.report import Reporter
@@ -59,12 +63,16 @@ class Sender:
         self.ledger = Ledger(ctx.redis, ctx.keys, settings.ledger_ttl_s)
         self.report = Reporter(ctx, outbound.name)
         self.cancellations = Cancellations(ctx.redis, ctx.keys)
+        self.campaigns = CampaignGate(ctx.redis, ctx.keys)
         self.retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_delay_s=settings.retry_base_delay_s,
             max_delay_s=settings.retry_max_delay_s,
             inplace_max_s=settings.retry_inplace_max_s,
         )
+        self.fair = None
+        if outbound.fair is not None:
+            self.fair = FairGate(outbound.fair, self.report.delayed, self._sleep_unless_draining)
 
     async def handle(self, rec: ConsumerRecord) -> None:
         try:
@@ -80,6 +88,13 @@ class Sender:
         ):
             await self._cancelled(d)
             return
+        campaign = d.origin.campaign_id if d.origin is not None else None
+        if campaign is not None and await self.campaigns.paused(d.tenant_id, campaign):
+            await self.report.retry_later(rec, d, d.attempt, time.time() + PARK_S)  # asked again then
+            metrics.DELIVERIES.labels(self.channel, self.outbound.name, "parked").inc()
+            return
+        if self.fair is not None and not await self.fair.admit(rec, d, time.time()):
+            return  # parked: its tenant is ahead of its fair share of the provider's rate
         while True:
             if d.expires_at is not None and d.expires_at < time.time():
                 await self._expired(rec, d)
@@ -103,16 +118,7 @@ class Sender:
                         self.ledger.finish, d.delivery_id, "failed", provider=exc.provider, reason=exc.reason
                     )
                 )
-                await self._durably(
-                    partial(
-                        self.report.status,
-                        d,
-                        "failed",
-                        attempts=attempts,
-                        provider=exc.provider,
-                        reason=exc.reason,
-                    )
-                )
+                await self._failed(d, attempts, exc.provider, exc.reason)
                 if exc.invalid_recipient:
                     await self.report.invalid_address(d, _contact_id(rec, d))
                 return
@@ -140,9 +146,7 @@ class Sender:
             bound.warning("delivery dead-lettered", reason=decision.reason, attempt=attempts)
             await self._dead_letter(rec, d, attempts, decision.reason, decision.cause or "attempts_exhausted")
             await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=decision.reason)
-            await self.report.status(
-                d, "failed", attempts=attempts, provider=exc.provider, reason=decision.reason
-            )
+            await self._failed(d, attempts, exc.provider, decision.reason)
             return False
         self._observe(started, exc.provider, "retried")
         bound.info(
@@ -255,6 +259,7 @@ class Sender:
         metrics.DELIVERIES.labels(self.channel, self.outbound.name, "skipped_duplicate").inc()
         entry = await self.ledger.get(d.delivery_id)
         if entry is not None and entry.state in DONE:
+            falls_back = entry.state == "failed" and await self._falls_back(d)
             await self.report.status(
                 d,
                 entry.state,  # type: ignore[arg-type]
@@ -262,7 +267,52 @@ class Sender:
                 provider=entry.provider,
                 provider_message_id=entry.provider_message_id,
                 reason=entry.reason,
+                reason_code=FELL_BACK if falls_back else None,
             )
+            if falls_back:  # the first handling may have stopped before publishing it
+                await self._fall_back(d)
+
+    async def _failed(self, d: Delivery, attempts: int, provider: str | None, reason: str) -> None:
+        """Report the delivery failed for good (its ledger entry already says so) and, for routing
+        ``first``, move the notification on to its next channel."""
+        falls_back = await self._falls_back(d)
+        await self._durably(
+            partial(
+                self.report.status,
+                d,
+                "failed",
+                attempts=attempts,
+                provider=provider,
+                reason=reason,
+                reason_code=FELL_BACK if falls_back else None,
+            )
+        )
+        if falls_back:
+            await self._fall_back(d)
+
+    async def _falls_back(self, d: Delivery) -> bool:
+        """Routing ``first``: this failed delivery moves the notification on to its next channel when
+        it has one and the channel's other deliveries (other push tokens) have all failed too. Records
+        of one contact are handled one after another, so the last of them to fail sees the others'."""
+        if d.fallback is None:
+            return False
+        for sibling in d.fallback.siblings:
+            entry = await self.ledger.get(sibling)
+            if entry is None or entry.state != "failed":
+                return False
+        return True
+
+    async def _fall_back(self, d: Delivery) -> None:
+        """Publish the notification again for its next channels (same id: a repeat leads to the same
+        delivery ids, which the ledger sends once)."""
+        assert d.fallback is not None
+        await self._durably(partial(republish, self.ctx.producer, self.ctx.topics, d.fallback.request))
+        metrics.DELIVERIES.labels(self.channel, self.outbound.name, "fell_back").inc()
+        log.info(
+            "falling back to the next channel",
+            notification=d.notification_id,
+            channels=d.fallback.request.channels,
+        )
 
     def _observe(self, started: float, provider: str | None, status: str) -> None:
         name = provider or self.outbound.name

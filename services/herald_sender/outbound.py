@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from herald_providers.base import OutboundMessage, Provider, ProviderSpec, SendResult
 from herald_providers.batcher import MicroBatcher
 from herald_providers.breaker import CircuitBreaker, FailoverChain
+from herald_providers.fairshare import FairShare
 from herald_providers.http import make_session
 from herald_providers.limited import RateLimitedProvider
 from herald_providers.ratelimit import RateLimiter
@@ -25,6 +26,7 @@ class Outbound:
     chain: FailoverChain
     session: aiohttp.ClientSession | None
     batcher: MicroBatcher | None = None
+    fair: FairShare | None = None  # bulk lane: the primary rate-limited account's share per tenant
 
     @property
     def name(self) -> str:
@@ -71,7 +73,33 @@ def build_outbound(settings: SenderSettings, redis: aioredis.Redis) -> Outbound:
             max_size=settings.sendgrid_batch_max,
             linger_s=settings.sendgrid_batch_linger_ms / 1000,
         )
-    return Outbound(chain, session, batcher)
+    return Outbound(chain, session, batcher, _fair_share(specs, settings, redis))
+
+
+def _fair_share(
+    specs: list[ProviderSpec], settings: SenderSettings, redis: aioredis.Redis
+) -> FairShare | None:
+    """The bulk lane's fair share of its first rate-limited provider account, when it sends one message
+    per token (a batching provider's token is a request of many tenants' messages: not shared out)."""
+    if settings.sender_lane != "bulk" or not settings.fair_share:
+        return None
+    for spec in specs:
+        rate, burst = spec.rate_limit(settings)
+        if rate > 0:
+            if spec.batches:
+                return None
+            # A tenant may run ahead of its share by what the bulk lane's burst refills in: deliveries
+            # told to go then find a token soon, instead of holding the sender's slots in the bucket.
+            bulk_burst = burst * (1 - settings.rate_limit_bulk_reserve)
+            return FairShare(
+                redis,
+                account=f"{spec.name}:{spec.account(settings)}",
+                rate=rate,
+                prefix=settings.redis_prefix,
+                tolerance_s=min(0.5, max(0.05, bulk_burst / rate)),
+                horizon_s=settings.fair_share_horizon_s,
+            )
+    return None
 
 
 def _limited(

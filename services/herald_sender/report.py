@@ -16,6 +16,7 @@ from herald_common.channels import spec
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.ids import partition_key
 from herald_common.logging import mask
+from herald_common.policy import INVALID_ADDRESS
 from herald_common.schemas import Delivery, Status, StatusEvent
 from herald_common.store import Store
 from herald_common.worker import WorkerContext
@@ -61,5 +62,7 @@ class Reporter:
             if contact_id and await self.store.remove_push_token(d.tenant_id, contact_id, d.to):
                 log.info("push token removed from contact", contact=contact_id, token=mask(d.to))
             return
-        await self.store.suppress(d.tenant_id, d.to)
+        await self.store.suppress(
+            d.tenant_id, d.to, reason=INVALID_ADDRESS, source=self.provider_name, channel=d.channel
+        )
         log.info("address suppressed", to=mask(d.to))

@@ -92,6 +92,18 @@ class SenderSettings(ConsumerSettings, ProviderSettings):
         lt=1,
         description="share of each burst kept for the transactional lane; bulk only takes what is left",
     )
+    fair_share: bool = Field(
+        True,
+        description="bulk lane: share each rate-limited provider's rate fairly between tenants with work "
+        "waiting (a tenant ahead of its share has its deliveries parked in the scheduler)",
+    )
+    fair_share_horizon_s: float = Field(
+        120.0,
+        gt=1,
+        le=3600,
+        description="how far ahead a tenant's deliveries may be parked; beyond it they wait in place "
+        "(bounds what Redis holds per tenant)",
+    )
 
     @field_validator("email_providers", "sms_providers", "push_providers")
     @classmethod

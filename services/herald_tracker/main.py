@@ -6,9 +6,13 @@ import pydantic
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
+from herald_common.campaigns.records import Records
+from herald_common.campaigns.records import observer as campaign_records
 from herald_common.kafka import Handler, PoisonRecord
 from herald_common.lifecycle import Lifecycle
+from herald_common.message_log import MessageLog
 from herald_common.schemas import StatusEvent
+from herald_common.stats import Stats
 from herald_common.status import StatusObserver, StatusStore
 from herald_common.topics import Topics
 from herald_common.worker import WorkerContext, run_worker
@@ -21,7 +25,11 @@ async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
     async def make_handler(ctx: WorkerContext) -> tuple[Handler, None]:
         store = StatusStore(ctx.redis, settings.status_ttl_s)
         # What else follows the status stream, each told what an event changed (herald_common.status.Folded).
-        observers: list[StatusObserver] = []
+        observers: list[StatusObserver] = [
+            Stats(ctx.redis, ctx.keys, settings.stats_retention_days).observe,
+            MessageLog(ctx.redis, ctx.keys, settings).observe,
+            campaign_records(Records(ctx.redis, ctx.keys)),
+        ]
 
         async def handle(rec: ConsumerRecord) -> None:
             try:

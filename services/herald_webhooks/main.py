@@ -1,7 +1,8 @@
 """herald webhooks: tells a tenant's systems what happened, over signed webhooks.
 
-One consumer group (``<prefix>.webhooks``) reads two topics: ``<prefix>.status``, fanned out into one
-delivery per subscribed endpoint (herald_webhooks.fanout) on ``<prefix>.webhooks``, and that topic
+One consumer group (``<prefix>.webhooks``) reads three topics: ``<prefix>.status`` and
+``<prefix>.notices`` (event decisions, campaign progress), fanned out into one delivery per subscribed
+endpoint (herald_webhooks.fanout) on ``<prefix>.webhooks``, and that topic
 itself, each record one signed delivery attempt (herald_webhooks.deliver); failed attempts come back
 onto it through the scheduler's delayed queue. Senders never wait on a tenant's endpoint: this service
 has its own consumers, replicas and HTTP client.
@@ -39,6 +40,8 @@ async def serve(settings: WebhooksSettings, lifecycle: Lifecycle) -> None:
         async def handle(rec: ConsumerRecord) -> None:
             if rec.topic == topics.status:
                 await fanout.handle(rec)
+            elif rec.topic == topics.notices:
+                await fanout.handle_notice(rec)
             else:
                 await deliverer.handle(rec)
 
@@ -48,7 +51,7 @@ async def serve(settings: WebhooksSettings, lifecycle: Lifecycle) -> None:
         service="webhooks",
         settings=settings,
         lifecycle=lifecycle,
-        topics=[topics.status, topics.webhooks],
+        topics=[topics.status, topics.notices, topics.webhooks],
         group_id=topics.group("webhooks"),
         make_handler=make_handler,
     )

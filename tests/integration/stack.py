@@ -36,7 +36,12 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def email_stack(
-    infra: Infra, tmp: Path, *, senders: bool = True, **sender_overrides: object
+    infra: Infra,
+    tmp: Path,
+    *,
+    senders: bool = True,
+    router_overrides: dict[str, object] | None = None,
+    **sender_overrides: object,
 ) -> AsyncIterator[Stack]:
     capture = SmtpCapture(outbox=Outbox(tmp / "outbox"))
     peer = SmtpPeer(free_port(), capture).start()
@@ -49,10 +54,16 @@ async def email_stack(
     links = f"http://127.0.0.1:{http_port}"  # unsubscribe links in marketing email point at this gateway
     services = [
         (serve_gateway, gw),
-        *(
-            (serve_router, load(RouterSettings, **env.settings(router_lane=lane, public_base_url=links)))
-            for lane in ("transactional", "bulk")
+        (
+            serve_router,
+            load(
+                RouterSettings,
+                **env.settings(
+                    router_lane="transactional", public_base_url=links, **(router_overrides or {})
+                ),
+            ),
         ),
+        (serve_router, load(RouterSettings, **env.settings(router_lane="bulk", public_base_url=links))),
         (serve_tracker, load(TrackerSettings, **env.settings())),
     ]
     if senders:

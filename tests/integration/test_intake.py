@@ -13,11 +13,16 @@ import orjson
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaConnectionError
 
-from herald_common.intake import fingerprint
+from herald_common.cache import TTLCache
+from herald_common.ids import NotificationIds
+from herald_common.intake import IdempotencyMismatch, Intake, QueueUnavailable, Submission, fingerprint
+from herald_common.kafka import make_producer
 from herald_common.redisio import Keys
 from herald_common.schemas import NotificationIn
-from herald_common.settings import load
+from herald_common.settings import CommonSettings, load
+from herald_common.store import Store
 from herald_common.topics import Topics
 from herald_dev.infra import free_port
 from herald_gateway.main import serve as serve_gateway
@@ -277,4 +282,54 @@ async def test_deleting_a_contact_erases_it_from_suppressions_and_caps(env: Env,
         assert (await api.call("GET", "/v1/contacts/m-gone"))[0] == 404
         assert (await api.call("DELETE", "/v1/contacts/m-gone"))[0] == 404
     finally:
+        await redis.aclose()
+
+
+class _AckLostOnce:
+    """A real producer whose first write reaches the broker but whose acknowledgement is lost (the
+    connection cut after the broker took it): what a client sees as a 503 it should retry."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer, self.lost = producer, False
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        await self.producer.send_and_wait(topic, value, key=key)
+        if not self.lost:
+            self.lost = True
+            raise KafkaConnectionError("connection closed before the acknowledgement")
+
+
+async def test_a_retry_after_a_lost_acknowledgement_is_written_under_the_same_id(env: Env) -> None:
+    settings = load(CommonSettings, **env.settings())
+    redis = aioredis.from_url(env.redis_url)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        keys, store = Keys(env.prefix), Store(redis, Keys(env.prefix))
+        intake = Intake(
+            producer=_AckLostOnce(producer),  # type: ignore[arg-type]
+            redis=redis,
+            keys=keys,
+            topics=Topics(env.prefix),
+            store=store,
+            category_cache=TTLCache(1.0),
+            ids=NotificationIds(b"k" * 32),
+            idempotency_ttl_s=60,
+        )
+        tenant = unique("t")
+        email = f"{unique('lost')}@example.com"
+        request = NotificationIn.model_validate(_item(email))
+        with pytest.raises(QueueUnavailable):
+            await intake.publish(tenant, Submission(request, "order-1"))
+        retried = await intake.publish(tenant, Submission(request, "order-1"))
+        assert not retried.replayed
+        # Both writes carry the one id: the deliveries they lead to are the same, sent once.
+        assert [r["id"] for r in await _records_to(env, email)] == [retried.id, retried.id]
+        replay = await intake.publish(tenant, Submission(request, "order-1"))
+        assert replay.replayed and replay.id == retried.id
+        other = NotificationIn.model_validate(_item(email, data={"n": 2}))
+        with pytest.raises(IdempotencyMismatch):
+            await intake.publish(tenant, Submission(other, "order-1"))
+    finally:
+        await producer.stop()
         await redis.aclose()

@@ -48,7 +48,7 @@ async def test_one_click_post_per_rfc_8058_without_a_browser(stack: Stack) -> No
                 assert resp.status == 404
                 assert "walk-in" not in await resp.text()
     doc = await send(stack, inline, "suppressed")
-    assert doc["channels"]["email"]["reason_code"] == "suppressed"
+    assert doc["channels"]["email"]["reason_code"] == "unsubscribed"
 
 
 async def test_the_page_escapes_the_tenant_and_allows_no_script(stack: Stack) -> None:

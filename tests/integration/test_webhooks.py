@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -147,3 +148,71 @@ async def test_private_targets_are_refused_unless_allow_listed(stack: HookStack)
     assert [w["id"] for w in listed["webhooks"]] == ["w1"]
     assert (await stack.api.call("DELETE", "/v1/webhooks/w1"))[0] == 204
     assert (await stack.api.call("GET", "/v1/webhooks/w1"))[0] == 404
+
+
+async def test_event_decisions_arrive_as_their_own_signed_type(stack: HookStack) -> None:
+    await _tenant(stack)
+    secret = new_secret()
+    decisions, url = await stack.receiver(secret)
+    status, doc = await stack.api.call(
+        "PUT", "/v1/webhooks/decisions", {"url": url, "event_types": ["event.decision"], "secret": secret}
+    )
+    assert status == 200, doc
+    template = {"email": {"subject": "Booked", "text": "Seat {{ data.seat }}"}}
+    assert (await stack.api.call("PUT", "/v1/templates/booked", template))[0] == 200
+    rules = {"rules": [{"template_id": "booked", "channels": ["email"]}]}
+    assert (await stack.api.call("PUT", "/v1/triggers/booking.confirmed", rules))[0] == 200
+    event = {
+        "type": "booking.confirmed",
+        "contact_id": "m-7",
+        "data": {"seat": "F7"},
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "contact": {"email": "ada@example.com"},
+    }
+    status, accepted = await stack.api.call("POST", "/v1/events", event)
+    assert status == 202, accepted
+    await eventually(lambda: bool(decisions.payloads()), timeout_s=30)
+    (payload,) = decisions.payloads()
+    assert payload["type"] == "event.decision"
+    assert payload["data"]["id"] == accepted["id"] and payload["data"]["type"] == "booking.confirmed"
+    (decision,) = payload["data"]["decisions"]
+    assert decision["reason"] == "notified" and decision["notification_id"] == accepted["notification_ids"][0]
+    (item,) = decisions.received
+    assert Webhook(secret).verify(item.body, item.headers)["data"]["id"] == accepted["id"]
+
+
+async def test_campaign_progress_and_finish_arrive_with_their_counts(stack: HookStack) -> None:
+    await _tenant(stack)
+    secret = new_secret()
+    progress, url = await stack.receiver(secret)
+    types = ["campaign.progress", "campaign.finished"]
+    status, doc = await stack.api.call(
+        "PUT", "/v1/webhooks/campaigns", {"url": url, "event_types": types, "secret": secret}
+    )
+    assert status == 200, doc
+    contacts = [{"id": f"w{i}", "email": f"w{i}@example.com"} for i in range(40)]
+    assert (await stack.api.call("POST", "/v1/contacts:batch", {"contacts": contacts}))[0] == 200
+    template = {"category": "transactional", "email": {"subject": "Doors open", "text": "Tonight"}}
+    assert (await stack.api.call("PUT", "/v1/templates/doors", template))[0] == 200
+    status, created = await stack.api.call(
+        "POST", "/v1/campaigns", {"template_id": "doors", "category": "transactional", "rate_per_s": 40}
+    )
+    assert status == 201, created
+    cid = created["id"]
+    ndjson = "".join(f'{{"contact_id": "w{i}"}}\n' for i in range(40)).encode()
+    status, body = await stack.api.call(
+        "POST", f"/v1/campaigns/{cid}/audience", data=ndjson, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert status == 200, body
+    assert (await stack.api.call("POST", f"/v1/campaigns/{cid}:start"))[0] == 202
+
+    def finished() -> list[dict]:
+        return [p for p in progress.payloads() if p["type"] == "campaign.finished"]
+
+    await eventually(lambda: bool(finished()), timeout_s=30)
+    (done,) = finished()
+    assert done["data"]["id"] == cid and done["data"]["state"] == "completed"
+    assert done["data"]["fanned_out"] == 40
+    ticks = [p for p in progress.payloads() if p["type"] == "campaign.progress"]
+    assert ticks and all(p["data"]["id"] == cid for p in ticks)
+    assert len({item.headers["webhook-id"] for item in progress.received}) == len(progress.received)

@@ -1,5 +1,5 @@
 """An isolated stack for webhook tests: gateway (loopback allow-listed as ``localhost``), transactional
-router, email sender on a real SMTP server, tracker, scheduler and the webhooks service, plus local
+router, email sender on a real SMTP server, tracker, scheduler, campaigns and the webhooks service, plus local
 webhook receivers that verify every delivery with the ``standardwebhooks`` library."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from herald_campaigns.main import serve as serve_campaigns
+from herald_campaigns.settings import CampaignsSettings
 from herald_common.settings import load
 from herald_dev.infra import free_port
 from herald_dev.peers import start_peer
@@ -90,6 +92,13 @@ async def webhook_stack(infra: Infra, tmp: Path, **webhook_settings: Any) -> Asy
         (serve_tracker, load(TrackerSettings, **env.settings())),
         (serve_scheduler, load(SchedulerSettings, **env.settings())),
         (serve_webhooks, load(WebhooksSettings, **env.settings(**hooks))),
+        (
+            serve_campaigns,
+            load(
+                CampaignsSettings,
+                **env.settings(campaigns_poll_interval_s=0.1, campaign_progress_s=0.5),
+            ),
+        ),
     ]
     stack: HookStack | None = None
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 import schemathesis
 
 FUZZ_WEBHOOK_HOST = "hooks.fuzz.test"
@@ -48,3 +49,11 @@ def map_body(ctx: Any, body: Any) -> Any:
                 if _admitted(rule.get(name), 1000):
                     rule[name] = valid
     return body
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(ctx: Any, value: Any) -> bytes:
+    """``POST /v1/suppressions:import``: the schema's array of lines, one JSON document per line."""
+    if isinstance(value, list):
+        return b"\n".join(orjson.dumps(item) for item in value)
+    return value.encode() if isinstance(value, str) else orjson.dumps(value)

@@ -124,11 +124,13 @@ def test_channel_selection() -> None:
     )
     assert choose_channels("all", ["email", "push"], phone_only, content) == ["email", "push"]
     assert choose_channels("all", None, phone_only, content) is None  # the template's channels
-    assert choose_channels("first", ["push", "sms", "email"], both, content) == ["sms"]
+    # first: the reachable channels in order; the first is sent, the others are its fallback order
+    assert choose_channels("first", ["push", "sms", "email"], both, content) == ["sms", "email"]
     assert choose_channels("first", ["push", "sms", "email"], opted_out, content) == ["email"]
     assert choose_channels("first", None, phone_only, content) == ["sms"]
     assert choose_channels("first", ["push", "email"], phone_only, content) == []
     assert choose_channels("first", ["push", "sms"], both, None) == ["sms"]  # template unknown: address only
+    assert choose_channels("first", ["email", "sms"], both, None) == ["email", "sms"]
 
 
 def test_event_and_rule_notification_ids_are_signed_and_deterministic() -> None:

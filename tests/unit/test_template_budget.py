@@ -68,7 +68,7 @@ def test_ordinary_templates_still_render() -> None:
 
 def test_nested_loops_fail_fast_with_a_budget_error() -> None:
     # 3000 x 3000 iterations with no output: 0.5 s and more unbudgeted; now stopped at the step budget
-    started = time.monotonic()
+    started = time.process_time()  # CPU time of this process: the shared machine's load does not count
     with pytest.raises(TemplateBudgetError, match="budget"):
         _sms("{% for i in data['items'] %}{% for j in data['items'] %}{% endfor %}{% endfor %}")
     with pytest.raises(TemplateBudgetError):  # exponential macro recursion: calls are steps
@@ -85,7 +85,7 @@ def test_nested_loops_fail_fast_with_a_budget_error() -> None:
                 + heavy
                 + " }}{% endfor %}"
             )
-    assert time.monotonic() - started < 3
+    assert time.process_time() - started < 3
 
 
 def test_budget_errors_are_render_errors_the_router_turns_into_failed_channels() -> None:

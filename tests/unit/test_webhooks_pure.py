@@ -26,8 +26,10 @@ def _event(**kw: object) -> StatusEvent:
 
 def test_final_subscriptions_get_only_final_states() -> None:
     assert event_types_for("sent") == {"notification.status"}
-    assert event_types_for("delivered") == set(EVENT_TYPES)
-    assert event_types_for("suppressed") == set(EVENT_TYPES)
+    final = {"notification.status", "notification.final"}
+    assert event_types_for("delivered") == final
+    assert event_types_for("suppressed") == final
+    assert final | {"event.decision", "campaign.progress", "campaign.finished"} == set(EVENT_TYPES)
 
 
 def test_webhook_ids_are_stable_per_change_and_endpoint() -> None:

@@ -159,6 +159,9 @@ Each item: component, args, port, portName, lane, channel, consumer, topic, grou
 {{- if $v.scheduler.enabled }}
 {{- $items = append $items (dict "component" "scheduler" "args" (list "scheduler") "port" 9090 "portName" "metrics" "lane" "" "channel" "" "consumer" false "settings" (deepCopy $v.scheduler)) }}
 {{- end }}
+{{- if $v.campaigns.enabled }}
+{{- $items = append $items (dict "component" "campaigns" "args" (list "campaigns") "port" 9090 "portName" "metrics" "lane" "" "channel" "" "consumer" false "settings" (deepCopy $v.campaigns)) }}
+{{- end }}
 {{- $_ := set . "items" $items }}
 {{- end }}
 
@@ -354,6 +357,10 @@ empty (or null) are not set, so the service default applies.
 {{- $_ := set $env "HERALD_WEBHOOK_RETRY_FOR_S" $s.retryForSeconds }}
 {{- $_ := set $env "HERALD_WEBHOOK_PAUSE_AFTER_S" $s.pauseAfterSeconds }}
 {{- $_ := set $env "HERALD_WEBHOOK_PAUSE_MIN_FAILURES" (int $s.pauseMinFailures) }}
+{{- else if eq $w.component "campaigns" }}
+{{- $_ := set $env "HERALD_CAMPAIGNS_LEASE_S" $s.leaseSeconds }}
+{{- $_ := set $env "HERALD_CAMPAIGNS_BATCH_MAX" (int $s.batchMax) }}
+{{- $_ := set $env "HERALD_CAMPAIGNS_MAX_RUNNING" (int $s.maxRunning) }}
 {{- else if eq $w.component "scheduler" }}
 {{- $_ := set $env "HERALD_SCHEDULER_POLL_INTERVAL_S" $s.pollIntervalSeconds }}
 {{- $_ := set $env "HERALD_SCHEDULER_LEASE_S" $s.leaseSeconds }}

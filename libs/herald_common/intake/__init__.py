@@ -15,8 +15,10 @@ deterministic one) and gets back, per request, the accepted id and lane. In orde
 4. **Produce** with acks=all, keyed by tenant and recipient (per-recipient order): one record with
    ``send_and_wait``, many with :func:`~herald_common.kafka.produce_many`. A request whose record
    would be over :data:`~herald_common.kafka.MAX_RECORD_BYTES` raises :class:`RecordTooLarge` before
-   anything is produced (a size error is permanent, not an outage). A produce that fails releases
-   the reservations and raises :class:`QueueUnavailable`; nothing was accepted.
+   anything is produced (a size error is permanent, not an outage). A produce that fails raises
+   :class:`QueueUnavailable`: nothing was accepted, but some records may be in Kafka (a lost
+   acknowledgement), so each key stays *unsure* with the id it was written under, and the client's
+   retry of the same request is written under that same id (the senders' ledger sends it once).
 5. The results are stored under their keys for the TTL, then returned.
 
 It knows nothing about HTTP: the gateway maps the exceptions to problem documents.
@@ -68,6 +70,7 @@ __all__ = [
     "RecordTooLarge",
     "Submission",
     "fingerprint",
+    "republish",
 ]
 
 
@@ -165,16 +168,30 @@ class Intake:
         results: list[Accepted | None] = [None] * len(submissions)
         claims, owner = await self._reserve(tenant_id, submissions, results)
         fresh = [i for i, r in enumerate(results) if r is None and owner.get(i, i) == i]
+        # Ids are fixed before the write (a retake writes again under the id of its unsure attempt), so
+        # a write that fails half way can be retried under the same ids.
+        todo = [self._with_id(tenant_id, submissions[i], claims.get(i)) for i in fresh]
         try:
             lanes = [await self.lane(tenant_id, submissions[i].request, index=i) for i in fresh]
             if fresh and admit is not None:
                 await admit(len(fresh), "transactional" if "transactional" in lanes else "bulk")
-            produced = await self._produce(tenant_id, [submissions[i] for i in fresh], lanes)
-        except RecordTooLarge as exc:
-            await self.idempotency.release(list(claims.values()))
-            raise RecordTooLarge({fresh[i]: size for i, size in exc.sizes.items()}) from None
         except BaseException:
             await self.idempotency.release(list(claims.values()))
+            raise
+        try:
+            produced = await self._produce(tenant_id, todo, lanes)
+        except RecordTooLarge as exc:  # refused before anything was written
+            await self.idempotency.release(list(claims.values()))
+            raise RecordTooLarge({fresh[i]: size for i, size in exc.sizes.items()}) from None
+        except BaseException:  # some records may be in Kafka: keep each key with the id it was written under
+            attempted = {
+                i: Accepted(sub.notification_id or "", lane)
+                for i, sub, lane in zip(fresh, todo, lanes, strict=True)
+            }
+            await self.idempotency.unsure(
+                [(c, attempted[i].body()) for i, c in claims.items() if i in attempted]
+            )
+            await self.idempotency.release([c for i, c in claims.items() if i not in attempted])
             raise
         for i, accepted in zip(fresh, produced, strict=True):
             results[i] = accepted
@@ -185,6 +202,13 @@ class Intake:
         assert len(done) == len(results)
         await self.idempotency.complete([(claim, done[i].body()) for i, claim in claims.items()])
         return done
+
+    def _with_id(self, tenant_id: str, submission: Submission, claim: Claim | None) -> Submission:
+        if submission.notification_id is not None:
+            return submission
+        if claim is not None and claim.retake is not None:
+            return replace(submission, notification_id=str(claim.retake["id"]))
+        return replace(submission, notification_id=self.ids.new(tenant_id))
 
     async def _reserve(
         self, tenant_id: str, submissions: Sequence[Submission], results: list[Accepted | None]
@@ -272,6 +296,7 @@ class Intake:
                 template_id=n.template_id,
                 content=n.content,
                 channels=n.channels,
+                routing=n.routing,
                 data=n.data,
                 category=n.category,
                 locale=n.locale,
@@ -280,8 +305,10 @@ class Intake:
                 cancellation_key=n.cancellation_key,
                 origin=s.origin,
             )
-            recipient = n.to.contact_id or n.to.email or n.to.phone or n.to.push_token or req.id
-            key, value = partition_key(tenant_id, recipient), req.model_dump_json(exclude_none=True).encode()
+            key, value = (
+                partition_key(tenant_id, _recipient(n.to, req.id)),
+                req.model_dump_json(exclude_none=True).encode(),
+            )
             if (
                 len(key) + len(value) > MAX_RECORD_BYTES - 512
                 and (size := record_size(key, value)) > MAX_RECORD_BYTES
@@ -304,3 +331,17 @@ class Intake:
         for a in accepted:
             metrics.NOTIFICATIONS_ACCEPTED.labels(a.lane).inc()
         return accepted
+
+
+async def republish(producer: AIOKafkaProducer, topics: Topics, request: NotificationRequest) -> None:
+    """Produce an already accepted request again, under its own id, onto its lane's requests topic
+    (acks=all), keyed like the first time: routing ``first`` falling back to the next channel. Doing it
+    twice is harmless: the router gives the same delivery ids, which the senders' ledger sends once."""
+    value = request.model_dump_json(exclude_none=True).encode()
+    key = partition_key(request.tenant_id, _recipient(request.to, request.id))
+    await producer.send_and_wait(topics.requests(request.lane), value, key=key)
+
+
+def _recipient(to: Any, notification_id: str) -> str:
+    """What a request record is keyed by after the tenant: its contact, else its address, else its id."""
+    return str(to.contact_id or to.email or to.phone or to.push_token or notification_id)

@@ -10,7 +10,14 @@ holds the request's fingerprint and a token of the reservation's own. Then:
 The fingerprint is SHA-256 over canonical JSON of the validated request (sorted keys, no
 ``idempotency_key``): the same request re-serialised with other key order or spacing is a replay, and a
 single ``POST`` and a batch item with the same content are the same request. A reservation is released
-(only if it is still this one's) when the produce fails; it lapses by itself after ``INFLIGHT_TTL_S``.
+(only if it is still this one's) when nothing was produced (refused before the write); it lapses by
+itself after ``INFLIGHT_TTL_S``.
+
+A write that failed after it started (the broker's acknowledgement lost: the records may or may not be
+in Kafka) leaves the key **unsure**, remembering the notification ids it was written under. A retry
+with the same key and request takes the key over and writes again under the *same* ids, so whatever
+the first attempt left in Kafka and the retry lead to the same deliveries, which the senders' ledger
+sends once: a client retrying a 503 never gets a message twice.
 """
 
 from __future__ import annotations
@@ -26,15 +33,27 @@ from pydantic import BaseModel
 
 INFLIGHT_TTL_S = 60
 
-# One round trip per key: reserve it, or return what holds it.
+# One round trip per key: reserve it, or take over an unsure one of the same request (keeping the ids
+# it was written under), or return what holds it.
 _RESERVE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end
-return redis.call('GET', KEYS[1])
+local held = redis.call('GET', KEYS[1])
+local doc = cjson.decode(held)
+if doc['state'] == 'unsure' and doc['fp'] == ARGV[3] then
+  local mine = cjson.decode(ARGV[1])
+  mine['result'] = doc['result']
+  redis.call('SET', KEYS[1], cjson.encode(mine), 'EX', ARGV[2])
+  return {'retake', cjson.encode(doc['result'])}
+end
+return held
 """
-# Release only a reservation that is still ours (not one taken after ours lapsed).
+# Release, or mark unsure, only a reservation that is still ours (not one taken after ours lapsed).
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+local held = redis.call('GET', KEYS[1])
+if not held or cjson.decode(held)['token'] ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
 """
 
 
@@ -64,11 +83,13 @@ def fingerprint(request: BaseModel) -> str:
 
 @dataclass(slots=True)
 class Claim:
-    """One key reserved for this request: ``marker`` is what it wrote, so release deletes only that."""
+    """One key reserved for this request: ``token`` is its reservation's own, so release touches only
+    that one. ``retake`` is the result (id, lane) an unsure earlier attempt was written under."""
 
     key: str
     fp: str
-    marker: bytes
+    token: str
+    retake: dict[str, Any] | None = None
 
 
 class IdempotencyStore:
@@ -83,17 +104,21 @@ class IdempotencyStore:
         are kept even when another key is held: the caller releases them."""
         if not wanted:
             return []
-        markers = [
-            orjson.dumps({"state": "inflight", "fp": fp, "token": os.urandom(8).hex()}) for _, fp in wanted
-        ]
+        tokens = [os.urandom(8).hex() for _ in wanted]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for (key, _), marker in zip(wanted, markers, strict=True):
-                await self._reserve(keys=[key], args=[marker, INFLIGHT_TTL_S], client=pipe)
+            for (key, fp), token in zip(wanted, tokens, strict=True):
+                marker = orjson.dumps({"state": "inflight", "fp": fp, "token": token})
+                await self._reserve(keys=[key], args=[marker, INFLIGHT_TTL_S, fp], client=pipe)
             found = await pipe.execute()
-        return [
-            Claim(key, fp, marker) if held is None else orjson.loads(held)
-            for (key, fp), marker, held in zip(wanted, markers, found, strict=True)
-        ]
+        out: list[Claim | dict[str, Any]] = []
+        for (key, fp), token, held in zip(wanted, tokens, found, strict=True):
+            if held is None:
+                out.append(Claim(key, fp, token))
+            elif isinstance(held, list):  # ["retake", result]
+                out.append(Claim(key, fp, token, orjson.loads(held[1])))
+            else:
+                out.append(orjson.loads(held))
+        return out
 
     async def complete(self, done: list[tuple[Claim, dict[str, Any]]]) -> None:
         """Remember each claim's result for the TTL: from now on its key replays it."""
@@ -106,9 +131,23 @@ class IdempotencyStore:
             await pipe.execute()
 
     async def release(self, claims: list[Claim]) -> None:
-        if not claims:
+        """Nothing was written: the keys are free again."""
+        await self._settle([(claim, "") for claim in claims])
+
+    async def unsure(self, attempted: list[tuple[Claim, dict[str, Any]]]) -> None:
+        """The write may have happened: keep each key with the result (id, lane) it was attempted under,
+        for a retry of the same request to write again under the same id."""
+        await self._settle(
+            [
+                (claim, orjson.dumps({"state": "unsure", "fp": claim.fp, "result": result}).decode())
+                for claim, result in attempted
+            ]
+        )
+
+    async def _settle(self, outcome: list[tuple[Claim, str]]) -> None:
+        if not outcome:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for claim in claims:
-                await self._release(keys=[claim.key], args=[claim.marker], client=pipe)
+            for claim, record in outcome:
+                await self._release(keys=[claim.key], args=[claim.token, record, self.ttl_s], client=pipe)
             await pipe.execute()

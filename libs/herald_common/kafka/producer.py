@@ -80,25 +80,30 @@ def make_producer(settings: CommonSettings, **overrides: object) -> AIOKafkaProd
 
 
 async def produce_many(
-    producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes, bytes]]
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    headers: Sequence[Sequence[tuple[str, bytes]]] | None = None,
 ) -> None:
-    """Write many keyed records and wait until all are acknowledged.
+    """Write many keyed records (with ``headers[i]`` for record i when given) and wait until all are
+    acknowledged.
 
     Records are grouped per partition (same partitioner as :func:`crc32_partitioner`) into a few
     record batches instead of one future per message: the batch intake path's main saving."""
     partitions = sorted(await producer.partitions_for(topic))
-    by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
-    for key, value in records:
-        by_partition[crc32_partitioner(key, partitions, partitions)].append((key, value))
+    by_partition: dict[int, list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]] = defaultdict(list)
+    for i, (key, value) in enumerate(records):
+        extra = list(headers[i]) if headers is not None else []
+        by_partition[crc32_partitioner(key, partitions, partitions)].append((key, value, extra))
     futures = []
     for partition, items in by_partition.items():
         batch = producer.create_batch()
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+        for key, value, extra in items:
+            if batch.append(key=key, value=value, timestamp=None, headers=extra) is None:
                 batch.close()
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=None, headers=extra)
         batch.close()
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*futures)

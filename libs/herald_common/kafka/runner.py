@@ -72,9 +72,14 @@ class ConsumerRunner:
         lifecycle: Lifecycle,
         error_policy: ErrorPolicy | None = None,
         dead_letters: DeadLetters | None = None,
+        pattern: str | None = None,
+        metadata_refresh_s: float | None = None,
     ) -> None:
+        """``pattern`` (a regular expression over topic names) subscribes instead of ``topics``: topics
+        created later that match it are picked up within ``metadata_refresh_s``."""
         self.service = service
         self.topics = list(topics)
+        self.pattern = pattern
         self.group_id = group_id
         self.handler = handler
         self.producer = producer
@@ -101,6 +106,7 @@ class ConsumerRunner:
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
             max_poll_records=self.commit_policy.max_batch,
             client_id=f"herald-{service}",
+            **({"metadata_max_age_ms": int(metadata_refresh_s * 1000)} if metadata_refresh_s else {}),
         )
         self._sem = asyncio.Semaphore(self.backpressure.concurrency)
         self._offsets = Offsets()
@@ -118,7 +124,10 @@ class ConsumerRunner:
 
     async def start(self) -> None:
         await self.consumer.start()
-        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        if self.pattern is not None:
+            self.consumer.subscribe(pattern=self.pattern, listener=_Rebalance(self))
+        else:
+            self.consumer.subscribe(self.topics, listener=_Rebalance(self))
 
     async def run(self) -> None:
         """Consume until the lifecycle asks to stop; then finish what is in flight, commit and leave."""

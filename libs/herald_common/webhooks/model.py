@@ -4,7 +4,8 @@
 Event types are one list (:data:`EVENT_TYPES`); a status event maps to the types it is delivered as
 by :func:`event_types_for`. ``notification.status`` is every status change of a notification or one of
 its channels; ``notification.final`` only the final ones (:data:`herald_common.status.TERMINAL`).
-``campaign.*`` and ``event.decision`` join the list when those events exist.
+``event.decision``, ``campaign.progress`` and ``campaign.finished`` are notices
+(:mod:`herald_common.notices`), delivered as their own type.
 
 Secrets follow Standard Webhooks: ``whsec_`` + base64 of 24 to 65 random bytes (the pattern says it
 all, so the OpenAPI document states exactly what is accepted). ``previous_secret``
@@ -21,8 +22,16 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from herald_common.status import TERMINAL
 
-EventType = Literal["notification.status", "notification.final"]
-EVENT_TYPES: tuple[EventType, ...] = ("notification.status", "notification.final")
+EventType = Literal[
+    "notification.status", "notification.final", "event.decision", "campaign.progress", "campaign.finished"
+]
+EVENT_TYPES: tuple[EventType, ...] = (
+    "notification.status",
+    "notification.final",
+    "event.decision",
+    "campaign.progress",
+    "campaign.finished",
+)
 
 SECRET_PREFIX = "whsec_"
 Secret = Annotated[

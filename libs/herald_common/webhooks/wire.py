@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from standardwebhooks import Webhook
 
 from herald_common.logging import mask
+from herald_common.notices import Notice
 from herald_common.schemas import StatusEvent
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -45,7 +46,7 @@ class WebhookDelivery(BaseModel):
     tenant_id: str
     endpoint_id: str
     event_type: str
-    notification_id: str
+    notification_id: str  # the subject: a notification, or the event or campaign of a notice
     body: str  # the exact JSON sent and signed
     attempt: int = 1
     first_attempt_at: float | None = None  # when attempt 1 was made: the retry window counts from it
@@ -80,6 +81,19 @@ def status_body(event: StatusEvent, event_type: str) -> str:
     stamp = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     doc = {"type": event_type, "timestamp": stamp, "data": {k: v for k, v in data.items() if v is not None}}
     return orjson.dumps(doc).decode()
+
+
+def notice_webhook_id(notice: Notice, endpoint_id: str) -> str:
+    """Deterministic like :func:`webhook_id`: type, subject, sequence and endpoint."""
+    parts = (notice.type, notice.subject_id, notice.seq, endpoint_id)
+    return "msg_" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def notice_body(notice: Notice) -> str:
+    """A notice as Standard Webhooks' shape; free text (a CEL error) is scrubbed of addresses."""
+    data = orjson.loads(scrub(orjson.dumps(notice.data).decode()))
+    stamp = datetime.fromtimestamp(notice.at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return orjson.dumps({"type": notice.type, "timestamp": stamp, "data": data}).decode()
 
 
 def signed_headers(msg_id: str, body: str, secrets: list[str], at: float) -> dict[str, str]:

@@ -10,6 +10,8 @@ credentials, 20429 when throttling, 20500 for server errors.
 
 When the request names a ``StatusCallback`` and ``status_callbacks`` is on, the peer then posts
 ``sent`` and ``delivered`` to it, form-encoded and signed with ``X-Twilio-Signature`` like Twilio.
+:meth:`TwilioPeer.reply` posts a member's reply (STOP, START…) the way Twilio's incoming-message
+webhook does.
 """
 
 from __future__ import annotations
@@ -198,6 +200,29 @@ class TwilioPeer(CallbackClient):
                 log.debug("twilio_peer_callback_failed", error=type(exc).__name__)
                 return
             self.callbacks_sent.append(params)
+
+    async def reply(self, url: str, sender: str, to: str, body: str) -> tuple[int, dict[str, str]]:
+        """A member's SMS reply, posted to ``url`` as Twilio's signed incoming-message webhook; the
+        answer's status and the form (to replay it)."""
+        params = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "Body": body,
+            "From": sender,
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "NumMedia": "0",
+            "To": to,
+        }
+        return await self.post_signed(url, params), params
+
+    async def post_signed(self, url: str, params: dict[str, str]) -> int:
+        headers = {"X-Twilio-Signature": compute_signature(self.auth_token, url, params)}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=params, headers=headers) as resp,
+        ):
+            await resp.read()
+            return resp.status
 
 
 def _basic_auth(header: str) -> tuple[str | None, str | None]:
