@@ -5,6 +5,7 @@ message per process beside the reference's, the repeatability runs, the profiles
 from __future__ import annotations
 
 import io
+import math
 import os
 import sys
 import time
@@ -132,7 +133,7 @@ class Report:
             row("bare asyncio reference (its sending, start-up left out)", ref(1, ".3f")),
             row("delivered msg/s", lambda s: f"{s.rate:.0f}"),
             row("reference msg/s", ref(0, ".0f")),
-            row("broker RSS after, MB", lambda s: f"{s.broker_mb:.0f}"),
+            row("broker RSS after, MB", lambda s: None if math.isnan(s.broker_mb) else f"{s.broker_mb:.0f}"),
         ]
         head = "".join(f"<th>{escape(s.label)}</th>" for s in self.scenarios)
         return f"<table><tr><th>CPU ms per message</th>{head}</tr>{''.join(rows)}</table>"
