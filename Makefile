@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
+BENCH_FLAGS ?=
 
 .PHONY: help install lock run test test-fast test-slow image test-image lint typecheck format bench soak charts compose-up clean
 
@@ -75,8 +76,9 @@ image:
 test-image: $(STAMP) image
 	$(BIN)/pytest -m image tests/image -p no:cacheprovider $(PYTEST_FLAGS)
 
+# BENCH_FLAGS=--profile: py-spy flame graphs of every hot process during the SMS run (var/bench/profile).
 bench: $(STAMP)
-	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.e2e $(BENCH_FLAGS)
 
 # SOAK_FLAGS="--minutes 2 --rate 300 --interval 10" for a short run.
 soak: $(STAMP)

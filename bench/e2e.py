@@ -32,6 +32,10 @@ import aiohttp
 
 from bench import events as event_phases
 from bench.campaign import campaign
+from bench.broker import SCENARIOS, broker_rss_mb
+from bench.profile import PROFILED, Profiler
+from bench.repeat import repeat_sms, sms_items
+from bench.report import REPORT
 from bench.stack import Arrivals, BenchStack, CpuMeter, pct, rss_mb, send_all, tenant_key
 from herald_dev.infra import Managed, free_port, wait_port
 
@@ -83,10 +87,21 @@ async def intake(stack: BenchStack, http: aiohttp.ClientSession, base: str, seco
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     tool = "wrk" if shutil.which("wrk") else "aiohttp client"
     ref_rate = wrk_rate(f"http://127.0.0.1:{ref_port}/v1/notifications", auth, BODY, seconds, stack.work)
+    meter = CpuMeter(stack)
+    meter.start()
+    if REPORT.profiler:
+        REPORT.profiler.start("intake", {"gateway-intake": stack.services["gateway-intake"].pid})
     rate = wrk_rate(f"{base}/v1/notifications", auth, BODY, seconds, stack.work)
     if ref_rate is None or rate is None:
         ref_rate = await client_rate(f"http://127.0.0.1:{ref_port}/v1/notifications", auth, BODY, seconds)
+        meter.start()
         rate = await client_rate(f"{base}/v1/notifications", auth, BODY, seconds)
+    requests = max(1, int(rate * seconds))
+    REPORT.figure("single POST (per request)", requests, rate, meter.used(requests))
+    if REPORT.profiler:
+        REPORT.profiles["intake"] = REPORT.profiler.stop(meter.used(requests))
+        print("  profile of the single-POST gateway (py-spy)")
+        print("\n".join(p.text() for p in REPORT.profiles["intake"]))
     ref.stop()
     items = [
         {"to": {"email": f"b{i}@example.com"}, "content": {"email": {"subject": "s", "text": "t"}}}
@@ -136,14 +151,24 @@ async def through_herald(
     arrivals: Arrivals,
     items: list[dict],
     timeout_s: float,
+    label: str = "",
 ) -> dict[int, float]:
     arrivals.reset()
     meter = CpuMeter(stack)
     meter.start()
+    profiler = REPORT.profiler if label in PROFILED else None
+    if profiler:
+        profiler.start(label, {name: p.pid for name, p in stack.services.items() if p.alive()})
     accepted = await send_all(http, base, key, items)
     await arrivals.wait(len(items), timeout_s)
     await asyncio.sleep(0.5)  # let the tracker finish its share
-    print("    " + meter.report(len(items)))
+    scenario = REPORT.scenario(label, arrivals, accepted, len(items), meter.used(len(items)))
+    scenario.broker_mb = broker_rss_mb(stack)
+    print("    " + meter.report(len(items)) + f"; broker RSS {scenario.broker_mb:.0f} MB")
+    if profiler:
+        REPORT.profiles[label] = profiler.stop(scenario.cpu)
+        print("  profile (py-spy, own time and inclusive by library; share of samples, CPU ms per message)")
+        print("\n".join(p.text() for p in REPORT.profiles[label]))
     return accepted
 
 
@@ -164,13 +189,15 @@ async def reference(stack: BenchStack, kind: str, arrivals: Arrivals, n: int, ti
         ]
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.reference", kind, "--n", str(n), *args
+        sys.executable, "-m", "bench.reference", kind, "--n", str(n), *args, stdout=asyncio.subprocess.PIPE
     )
     await arrivals.wait(n, timeout_s)
-    await proc.wait()
+    out, _ = await proc.communicate()
+    cpu_ms = 1000 * float(out.split()[-1]) / n if out.startswith(b"cpu_s") else float("nan")
+    REPORT.references[kind] = (arrivals.rate(), cpu_ms)
     print(
         f"  {'bare asyncio process (reference)':38s} {len(arrivals.seen)}/{n} delivered, "
-        f"{arrivals.rate():7.0f} msg/s"
+        f"{arrivals.rate():7.0f} msg/s; CPU ms per message {cpu_ms:.2f}"
     )
     return arrivals.rate()
 
@@ -190,24 +217,26 @@ async def channels(
     ]
     print(f"\nend to end, {n} notifications per channel (1 router, 1 sender per channel, 12 partitions)")
     _report(
-        "email → SMTP peer", email, await through_herald(stack, http, base, key, email, items, timeout_s), n
+        "email → SMTP peer",
+        email,
+        await through_herald(stack, http, base, key, email, items, timeout_s, label="email"),
+        n,
     )
+
+    await SCENARIOS.before(stack, "sms")
 
     sms = Arrivals(lambda: [m["text"] for m in stack.twilio.messages])
     ref = await reference(stack, "sms", sms, n, timeout_s)
-    items = [
-        {
-            "to": {"phone": f"+4479111{i:05d}"},
-            "content": {"sms": {"text": "{{ contact.first_name }}, your booking code is n={{ data.n }}"}},
-            "data": {"n": i},
-        }
-        for i in range(n)
-    ]
+    items = sms_items(n)
     rate = _report(
-        "sms → Twilio peer", sms, await through_herald(stack, http, base, key, sms, items, timeout_s), n
+        "sms → Twilio peer",
+        sms,
+        await through_herald(stack, http, base, key, sms, items, timeout_s, label="sms"),
+        n,
     )
     print(f"  {'':38s} ratio to reference {rate / ref:.2f}  (bar ≥ 0.5)")
 
+    await SCENARIOS.before(stack, "push")
     push = Arrivals(lambda: [m["body"] for m in stack.fcm.messages])
     ref = await reference(stack, "push", push, n, timeout_s)
     items = [
@@ -219,13 +248,20 @@ async def channels(
         for i in range(n)
     ]
     rate = _report(
-        "push → FCM peer", push, await through_herald(stack, http, base, key, push, items, timeout_s), n
+        "push → FCM peer",
+        push,
+        await through_herald(stack, http, base, key, push, items, timeout_s, label="push"),
+        n,
     )
     print(f"  {'':38s} ratio to reference {rate / ref:.2f}  (bar ≥ 0.5)")
 
 
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="herald-bench-"))
+    REPORT.capture_stdout()
+    SCENARIOS.reset = not args.no_reset
+    if args.profile:
+        REPORT.profiler = Profiler(args.out / "profile")
     stack = BenchStack(work)
     await stack.start()
     try:
@@ -265,12 +301,28 @@ async def run(args: argparse.Namespace) -> None:
             stack.services.pop("gateway-intake").stop()
             base = f"http://127.0.0.1:{gw_port}"
             if "channels" in args.only:
+                await SCENARIOS.before(stack, "email")
                 await channels(stack, http, base, args.messages, args.timeout)
             if "campaign" in args.only:
+                await SCENARIOS.before(stack, "campaign")
                 await campaign(stack, http, base, args.campaign, args.timeout)
             if "events" in args.only:
+                await SCENARIOS.before(stack, "events")
                 await event_phases.events(stack, http, base, args.events, args.timeout)
+            if "repeat" in args.only and args.repeat > 0:
+                await SCENARIOS.before(stack, "the repeated SMS runs")
+                await repeat_sms(
+                    stack,
+                    http,
+                    base,
+                    through_herald,
+                    n=args.repeat_messages,
+                    times=args.repeat,
+                    timeout_s=args.timeout,
+                    reset_each=args.repeat_reset,
+                )
         if "scheduler" in args.only:
+            await SCENARIOS.before(stack, "scheduler")
             await event_phases.scheduler(stack, args.scheduler_items, args.timeout)
         print("\nmemory after the load (RSS; bar < 150 MB each)")
         print(
@@ -279,6 +331,7 @@ async def run(args: argparse.Namespace) -> None:
         )
     finally:
         await stack.stop()
+        print(f"\nreport: {REPORT.write(args.out / 'report.html')}")
 
 
 def main() -> None:
@@ -299,8 +352,20 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=300, help="give up waiting for a phase after this")
     parser.add_argument(
-        "--only", default="intake,channels,campaign,events,scheduler", help="comma-separated phases to run"
+        "--only",
+        default="intake,channels,campaign,events,repeat,scheduler",
+        help="comma-separated phases to run",
     )
+    parser.add_argument("--repeat", type=int, default=5, help="SMS runs in a row on one stack (0: none)")
+    parser.add_argument("--repeat-messages", type=int, default=20000, help="SMS per repeated run")
+    parser.add_argument("--repeat-reset", action="store_true", help="a fresh broker before each repeated run")
+    parser.add_argument(
+        "--no-reset", action="store_true", help="keep one broker for every scenario (no fresh broker)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy flame graphs of every hot process during the SMS runs"
+    )
+    parser.add_argument("--out", type=Path, default=Path("var/bench"), help="where the report is written")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -61,10 +61,14 @@ class CpuMeter:
     def start(self) -> None:
         self.before = {name: cpu_s(pid) for name, pid in self._procs().items()}
 
-    def report(self, per: int, unit: str = "message") -> str:
+    def used(self, per: int) -> dict[str, float]:
+        """CPU ms per item of each process that spent more than 50 ms since start(), busiest first."""
         used = {name: cpu_s(pid) - self.before.get(name, 0.0) for name, pid in self._procs().items()}
         busy = sorted(((v, k) for k, v in used.items() if v > 0.05), reverse=True)
-        return f"CPU ms per {unit}: " + ", ".join(f"{k} {1000 * v / per:.2f}" for v, k in busy)
+        return {k: 1000 * v / per for v, k in busy}
+
+    def report(self, per: int, unit: str = "message") -> str:
+        return f"CPU ms per {unit}: " + ", ".join(f"{k} {v:.2f}" for k, v in self.used(per).items())
 
 
 def pct(values: list[float], p: float) -> float:
