@@ -31,8 +31,8 @@ from pathlib import Path
 import aiohttp
 
 from bench import events as event_phases
-from bench.campaign import campaign
 from bench.broker import SCENARIOS, broker_rss_mb
+from bench.campaign import campaign
 from bench.profile import PROFILED, Profiler
 from bench.repeat import repeat_sms, sms_items
 from bench.report import REPORT
