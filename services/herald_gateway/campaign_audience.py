@@ -10,9 +10,6 @@ are. The answer says how many lines were read, how many ids were new to the audi
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
 from herald_common.campaigns.audience import MAX_LINE_BYTES, CsvReader, LineError, Member, parse_ndjson
@@ -20,15 +17,16 @@ from herald_gateway.campaigns import CAMPAIGNS, _load
 from herald_gateway.context import SETTINGS, TENANT_ID
 from herald_gateway.events import TRIGGERS
 from herald_gateway.problems import ProblemError, json_response
+from herald_gateway.streaming import body_lines, streams_body
 
 BATCH = 2000
-CHUNK_BYTES = 64 * 1024  # read at most this much at a time, however much the client has sent ahead
 MAX_REPORTED = 100
 NDJSON = frozenset(
     {"application/x-ndjson", "application/jsonl", "application/json-seq", "application/ndjson"}
 )
 
 
+@streams_body  # read line by line, exempt from the whole-body read
 async def upload(request: web.Request) -> web.Response:
     app, tenant_id = request.app, request[TENANT_ID]
     snap = await _load(request)
@@ -60,26 +58,10 @@ async def upload(request: web.Request) -> web.Response:
         added += new
         batch.clear()
 
-    async def lines_of_body() -> AsyncIterator[bytes]:
-        """The body's lines, read in chunks of at most :data:`CHUNK_BYTES` (one await per chunk, not per
-        line; a chunk's lines are all the body held in memory at once)."""
-        pending = b""
-        while True:
-            async with asyncio.timeout(timeout):
-                chunk = await request.content.read(CHUNK_BYTES)
-            if not chunk:
-                break
-            pieces = (pending + chunk).split(b"\n")
-            pending = pieces.pop()
-            if len(pending) > MAX_LINE_BYTES:
-                raise ProblemError(413, f"a line is longer than {MAX_LINE_BYTES} bytes")
-            for piece in pieces:
-                yield piece
-        if pending:
-            yield pending
-
     try:
-        async for raw in lines_of_body():
+        async for raw in body_lines(request, max_line=MAX_LINE_BYTES, timeout_s=timeout):
+            if raw is None:
+                raise ProblemError(413, f"a line is longer than {MAX_LINE_BYTES} bytes")
             lines += 1
             text = raw.strip()
             if not text:
@@ -111,6 +93,3 @@ async def upload(request: web.Request) -> web.Response:
     total = int((await _load(request)).number("audience"))
     body = {"lines": lines, "added": added, "audience": total, "error_count": error_count, "errors": errors}
     return json_response(body)
-
-
-upload.streams_body = True  # type: ignore[attr-defined]  # read line by line, exempt from the body deadline

@@ -3,9 +3,9 @@
 ``GET /v1/suppressions`` pages through it (``channel``, ``reason`` filters; ``cursor`` from the previous
 page's ``next_cursor``); ``PUT``/``GET``/``DELETE /v1/suppressions/{channel}/{address}`` add (reason
 ``manual`` unless given, source ``api``), read and lift one entry; ``POST /v1/suppressions:import``
-takes NDJSON, one ``{"channel", "address", "reason"?, "note"?}`` per line (a body of at most
-``HERALD_MAX_BODY_BYTES``, about 80,000 lines at 5 MiB; larger lists in several requests), written in
-batches of :data:`BATCH` as the lines are read: every valid line is imported; the answer is 200
+takes NDJSON, one ``{"channel", "address", "reason"?, "note"?}`` per line, streamed (constant memory,
+any number of lines; each chunk under the body timeout), written in batches of :data:`BATCH` as the
+lines are read: every valid line is imported; the answer is 200
 with the count, or, when any line was refused, a 422 problem with the count imported and the first
 :data:`MAX_ERRORS` line errors. Addresses are never logged.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 
 import pydantic
 from aiohttp import web
@@ -33,6 +32,7 @@ from herald_common.suppressions import (
 from herald_gateway.context import SETTINGS, STORE, TENANT_ID
 from herald_gateway.problems import ProblemError, json_response, parse_json, problem
 from herald_gateway.records import limit_of, query
+from herald_gateway.streaming import body_lines, streams_body
 
 BATCH = 500
 MAX_ERRORS = 100
@@ -103,38 +103,48 @@ async def delete_suppression(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@streams_body
 async def import_suppressions(request: web.Request) -> web.Response:
     if request.content_type != NDJSON:
         raise ProblemError(415, f"send the body as {NDJSON}, one JSON object per line")
-    if request.content_length is not None and request.content_length > request.app[SETTINGS].max_body_bytes:
-        raise ProblemError(413, "the request body is too large")
     tenant_id, store = request[TENANT_ID], request.app[STORE].suppressions
     imported, failed = 0, 0
     errors: list[dict[str, str]] = []
     batch: list[Entry] = []
     now = time.time()
     number = 0
-    async for line in _lines(request):
-        number += 1
-        refused: str | None = None
-        if line is None:
-            refused = f"longer than {MAX_LINE} bytes"
-        elif line.strip():
-            try:
-                item = SuppressionLine.model_validate_json(line)
-                batch.append(Entry(item.channel, item.address.lower(), item.reason, "import", now, item.note))
-            except pydantic.ValidationError as exc:
-                refused = "; ".join(_messages(exc))
-        if refused is not None:
-            failed += 1
-            if len(errors) < MAX_ERRORS:
-                errors.append({"field": f"line {number}", "message": refused})
-        if len(batch) >= BATCH:
-            await store.add_many(tenant_id, batch)
-            imported, batch = imported + len(batch), []
+    timeout = request.app[SETTINGS].http_body_timeout_s
+    stalled = False
+    try:
+        async for line in body_lines(request, max_line=MAX_LINE, timeout_s=timeout):
+            number += 1
+            refused: str | None = None
+            if line is None:
+                refused = f"longer than {MAX_LINE} bytes"
+            elif line.strip():
+                try:
+                    item = SuppressionLine.model_validate_json(line)
+                    batch.append(
+                        Entry(item.channel, item.address.lower(), item.reason, "import", now, item.note)
+                    )
+                except pydantic.ValidationError as exc:
+                    refused = "; ".join(_messages(exc))
+            if refused is not None:
+                failed += 1
+                if len(errors) < MAX_ERRORS:
+                    errors.append({"field": f"line {number}", "message": refused})
+            if len(batch) >= BATCH:
+                await store.add_many(tenant_id, batch)
+                imported, batch = imported + len(batch), []
+    except TimeoutError:  # what was read so far is imported; the rest never came
+        stalled = True
     if batch:
         await store.add_many(tenant_id, batch)
         imported += len(batch)
+    if stalled:
+        response = problem(408, "the upload stalled", imported=imported, failed=failed, errors=errors)
+        response.force_close()
+        return response
     if failed:
         detail = f"{failed} line(s) refused, {imported} imported"
         return problem(422, detail, errors=errors, imported=imported, failed=failed)
@@ -147,19 +157,6 @@ def _messages(exc: pydantic.ValidationError) -> list[str]:
         where = ".".join(str(p) for p in err["loc"])
         out.append(f"{where}: {err['msg']}" if where else err["msg"])
     return out
-
-
-async def _lines(request: web.Request) -> AsyncIterator[bytes | None]:
-    """The body's lines (None for one longer than MAX_LINE). The gateway has read the body under its
-    deadline (herald_gateway.deadlines), so it is at most HERALD_MAX_BODY_BYTES; lines are cut from it
-    one at a time and written in batches."""
-    body = await request.read()
-    start = 0
-    while start < len(body):
-        cut = body.find(b"\n", start)
-        end = len(body) if cut < 0 else cut
-        yield body[start:end] if end - start <= MAX_LINE else None
-        start = end + 1
 
 
 def add_routes(app: web.Application) -> None:
