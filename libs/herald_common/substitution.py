@@ -38,6 +38,7 @@ from markupsafe import escape
 from herald_common.template_budget import OUT_FILTER
 
 MARK = "\u2063"
+_PROBE = "\u2064"  # the second rendering's mark (see :func:`compile_skeleton`)
 TOKEN = re.compile(MARK + r"[a-z_]+[0-9]+" + MARK)
 CONTENT_FIELD = "substitutions"  # the Delivery content key holding {token: value}
 _SCALARS = (str, int, float, type(None))  # bool is an int
@@ -45,8 +46,8 @@ _ALLOWED_BODIES = (nodes.Template, nodes.If, nodes.For, nodes.With, nodes.Scope)
 _DEFAULT = frozenset({"default", "d"})
 
 
-def token(field: str, index: int) -> str:
-    return f"{MARK}{field}{index}{MARK}"
+def token(field: str, index: int, mark: str = MARK) -> str:
+    return f"{mark}{field}{index}{mark}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,30 @@ class Chain:
 
 @dataclass(frozen=True, slots=True)
 class FieldSkeleton:
-    """A compiled field with its ``contact`` chains as tokens; ``template`` None: not substitutable."""
+    """A compiled field with its ``contact`` chains as tokens; ``template`` None: not substitutable.
+    ``probe`` is the same with other tokens: see :func:`compile_skeleton`."""
 
     template: Template | None
     chains: tuple[Chain, ...] = ()
+    probe: Template | None = None
+
+    def render(self, render: Any, field: str) -> tuple[str, dict[str, int]] | None:
+        """Render through ``render(template) -> text``: the text and its token counts, or None when
+        the output holds a mark that is not one of this field's tokens (from the template's text, its
+        data or its own arithmetic): rendering again with other tokens must differ exactly there."""
+        assert self.template is not None and self.probe is not None
+        text: str = render(self.template)
+        counts = tokens_in(text)
+        if counts is None or any(t not in self._own(field) for t in counts):
+            return None
+        probe: str = render(self.probe)
+        swapped = text
+        for t in counts:
+            swapped = swapped.replace(t, t.replace(MARK, _PROBE))
+        return (text, counts) if swapped == probe else None
+
+    def _own(self, field: str) -> set[str]:
+        return {token(field, i) for i in range(len(self.chains))}
 
 
 NOT_SUBSTITUTABLE = FieldSkeleton(None)
@@ -102,7 +123,7 @@ class Skeleton:
                 if chain not in values:
                     try:
                         values[chain] = resolve(self.env, chain, contact)
-                    except Exception:  # noqa: BLE001 - the full render reports it
+                    except Exception:
                         return None
                 if (text := printed(values[chain], part.html)) is None:
                     return None
@@ -164,7 +185,7 @@ def _outputs(node: nodes.Node) -> list[nodes.Output]:
     return found
 
 
-def rewrite(tree: nodes.Template, field: str) -> tuple[Chain, ...] | None:
+def rewrite(tree: nodes.Template, field: str, mark: str = MARK) -> tuple[Chain, ...] | None:
     """Replace each ``contact`` chain printed in ``tree`` (as compiled: each printed expression wrapped
     in the budget's output filter) by its token; the chains in token order, or None (tree untouched in
     meaning but not to be used) when ``contact`` appears anywhere else."""
@@ -179,24 +200,30 @@ def rewrite(tree: nodes.Template, field: str) -> tuple[Chain, ...] | None:
             if chain is None:
                 continue
             index = chains.setdefault(chain, len(chains))
-            child.node = nodes.Const(token(field, index), lineno=child.lineno)
+            child.node = nodes.Const(token(field, index, mark), lineno=child.lineno)
     if any(n.name == "contact" for n in tree.find_all(nodes.Name)):
         return None
     return tuple(chains)
 
 
 def compile_skeleton(env: Environment, source: str, field: str) -> FieldSkeleton:
-    """Parse (within the environment's compile budget), rewrite and compile; any failure is
+    """Parse (within the environment's compile budget), rewrite and compile, twice: with the tokens and
+    with probe tokens (another mark), so a rendering can prove where its tokens came from. Any failure is
     :data:`NOT_SUBSTITUTABLE`, left to the full render to report."""
     try:
-        tree = env.parse(source)
-        chains = rewrite(tree, field)
-        if chains is None:
-            return NOT_SUBSTITUTABLE
-        template = env.template_class.from_code(env, env.compile(tree), env.make_globals(None), None)
-    except Exception:  # noqa: BLE001 - whatever it is, the full render says it to the sender
+        compiled = []
+        chains: tuple[Chain, ...] | None = ()
+        for mark in (MARK, _PROBE):
+            tree = env.parse(source)
+            chains = rewrite(tree, field, mark)
+            if chains is None:
+                return NOT_SUBSTITUTABLE
+            compiled.append(
+                env.template_class.from_code(env, env.compile(tree), env.make_globals(None), None)
+            )
+    except Exception:
         return NOT_SUBSTITUTABLE
-    return FieldSkeleton(template, chains)
+    return FieldSkeleton(compiled[0], chains or (), compiled[1])
 
 
 def resolve(env: Environment, chain: Chain, contact: Any) -> Any:

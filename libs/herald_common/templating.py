@@ -19,6 +19,7 @@ a compile) runs in a worker thread under the full budget.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections import OrderedDict
 from typing import Any, Generic, TypeVar
@@ -27,7 +28,7 @@ from jinja2 import Template, TemplateError
 
 from herald_common.channels import CHANNELS, TemplateField
 from herald_common.schemas import ChannelContent, Contact, ContactIn, Tenant
-from herald_common.substitution import NOT_SUBSTITUTABLE, FieldSkeleton, Part, Skeleton, compile_skeleton, tokens_in
+from herald_common.substitution import NOT_SUBSTITUTABLE, FieldSkeleton, Part, Skeleton, compile_skeleton
 from herald_common.template_budget import Budget, BudgetExceeded, SliceExhausted, budgeted
 from herald_common.template_sandbox import BudgetedEnvironment
 
@@ -257,7 +258,7 @@ def _skeleton(source: str, html: bool, field: str, limit: int) -> FieldSkeleton:
     skeleton = SKELETONS.get(key)
     if skeleton is None:
         skeleton = compile_skeleton(_ENVS[html], source, field.rsplit(".", 1)[-1])
-        SKELETONS.put(key, skeleton)
+        SKELETONS.put(key, skeleton, 2 * SKELETONS.cost(source))  # two compiled templates
     return skeleton
 
 
@@ -276,12 +277,12 @@ def render_skeleton(
             skeleton = _skeleton(source, html, field, limit)
             if skeleton.template is None:
                 return None
-            text = _render_one(skeleton.template, context, field, limit)
-            if (counts := tokens_in(text)) is None:
-                return None
             name = field.rsplit(".", 1)[-1]
-            rendered[name] = text
-            parts.append(Part(name, html, skeleton.chains, counts, len(text), limit))
+            render = functools.partial(_render_one, context=context, field=field, limit=limit)
+            if (result := skeleton.render(render, name)) is None:
+                return None
+            rendered[name], counts = result
+            parts.append(Part(name, html, skeleton.chains, counts, len(rendered[name]), limit))
     return Skeleton(rendered, tuple(parts), _ENVS[False])  # both environments look up alike
 
 
@@ -291,7 +292,9 @@ async def render_skeleton_async(
     """:func:`render_skeleton` without holding the event loop for more than a small slice."""
     if all((source, html) in SKELETONS for _, source, html, _ in _sources(content, channel)):
         try:
-            return render_skeleton(content, channel, context, Budget(INLINE_STEPS, INLINE_CPU_S, is_slice=True))
+            return render_skeleton(
+                content, channel, context, Budget(INLINE_STEPS, INLINE_CPU_S, is_slice=True)
+            )
         except SliceExhausted:
             pass
     return await asyncio.to_thread(render_skeleton, content, channel, context)

@@ -32,8 +32,6 @@ from herald_common.schemas import (
     Tenant,
 )
 from herald_common.store import Store
-from herald_common.substitution import CONTENT_FIELD as SUBSTITUTIONS
-from herald_common.substitution import expand_text
 from herald_common.templating import TemplateRenderError, template_context
 from herald_common.unsubscribe import CONTENT_FIELD, Links, is_marketing
 from herald_common.worker import WorkerContext

@@ -20,8 +20,8 @@ from herald_common.schemas import ChannelContent
 from herald_common.substitution import CONTENT_FIELD, Skeleton
 from herald_common.templating import (
     CACHE_ENTRY_BYTES,
-    TemplateRenderError,
     BoundedCache,
+    TemplateRenderError,
     render_channel_async,
     render_skeleton_async,
 )

@@ -17,9 +17,9 @@ from jinja2 import Template
 from herald_common.schemas import ChannelContent, ContactIn, Tenant
 from herald_common.template_budget import MAX_TOKENS
 from herald_common.templating import (
+    BoundedCache,
     TemplateBudgetError,
     TemplateRenderError,
-    BoundedCache,
     check_syntax,
     check_template,
     render_channel,
