@@ -22,6 +22,7 @@ import asyncio
 import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from jinja2 import Template, TemplateError
@@ -40,6 +41,7 @@ INLINE_STEPS = 5_000  # the slice a cached template may use on the event loop be
 INLINE_CPU_S = 0.005
 K = TypeVar("K")
 V = TypeVar("V")
+R = TypeVar("R")
 
 
 class TemplateRenderError(ValueError):
@@ -240,15 +242,24 @@ async def render_channel_async(
     content: ChannelContent, channel: str, context: dict[str, Any]
 ) -> dict[str, Any]:
     """:func:`render_channel` without holding the event loop for more than a small slice."""
-    sources = _sources(content, channel)
-    if all((source, html) in COMPILED for _, source, html, _ in sources):
+    return await _sliced(render_channel, COMPILED, content, channel, context)
+
+
+async def _sliced(
+    render: Callable[..., R],
+    compiled: BoundedCache[tuple[str, bool], Any],
+    content: ChannelContent,
+    channel: str,
+    context: dict[str, Any],
+) -> R:
+    """``render`` inline under a small slice when every template is ``compiled``; else, or past the
+    slice, in a worker thread under the full budget."""
+    if all((source, html) in compiled for _, source, html, _ in _sources(content, channel)):
         try:
-            return render_channel(
-                content, channel, context, Budget(INLINE_STEPS, INLINE_CPU_S, is_slice=True)
-            )
+            return render(content, channel, context, Budget(INLINE_STEPS, INLINE_CPU_S, is_slice=True))
         except SliceExhausted:
             pass
-    return await asyncio.to_thread(render_channel, content, channel, context)
+    return await asyncio.to_thread(render, content, channel, context)
 
 
 def _skeleton(source: str, html: bool, field: str, limit: int) -> FieldSkeleton:
@@ -290,14 +301,7 @@ async def render_skeleton_async(
     content: ChannelContent, channel: str, context: dict[str, Any]
 ) -> Skeleton | None:
     """:func:`render_skeleton` without holding the event loop for more than a small slice."""
-    if all((source, html) in SKELETONS for _, source, html, _ in _sources(content, channel)):
-        try:
-            return render_skeleton(
-                content, channel, context, Budget(INLINE_STEPS, INLINE_CPU_S, is_slice=True)
-            )
-        except SliceExhausted:
-            pass
-    return await asyncio.to_thread(render_skeleton, content, channel, context)
+    return await _sliced(render_skeleton, SKELETONS, content, channel, context)
 
 
 def template_context(

@@ -40,7 +40,9 @@ async def test_sendgrid_sends_one_request_with_each_members_subject_and_values(
     first, second = peer.requests
     assert [p["subject"] for p in first["personalizations"]] == ["Hello Ann", "Hello B&B"]
     assert first["personalizations"][1]["substitutions"][H] == "B&amp;B"
-    assert "substitutions" not in second["personalizations"][0] and second["subject"] == "Hello " + "x" * 11_000
+    assert (
+        "substitutions" not in second["personalizations"][0] and second["subject"] == "Hello " + "x" * 11_000
+    )
     by_to = {m["to"]: m for m in peer.messages}
     assert by_to["m1@example.com"]["html"] == "<p>B&amp;B</p>" and by_to["m1@example.com"]["text"] == "Hi B&B"
     assert MARK not in by_to["m3@example.com"]["text"]
