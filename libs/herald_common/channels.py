@@ -62,6 +62,9 @@ class ChannelSpec:
     header_fields: tuple[str, ...] = ()
     # Marketing messages on this channel carry a one-click unsubscribe link (herald_common.unsubscribe).
     unsubscribe_link: bool = False
+    # On the bulk lane, rendered once as a skeleton with per-recipient substitutions
+    # (herald_common.substitution), so that many recipients share one content.
+    substitutions: bool = False
 
     def addresses(self, to: WireRecipient | Any, contact: Contact | None) -> list[str]:
         """An inline address in the request wins; else the contact's addresses on this channel."""
@@ -102,6 +105,7 @@ _SPECS = (
         fallback_identity=_email_fallback,
         header_fields=("subject", "from", "from_name", "reply_to", "unsubscribe_url"),
         unsubscribe_link=True,
+        substitutions=True,
     ),
     ChannelSpec(
         name="sms",

@@ -19,22 +19,29 @@ a compile) runs in a worker thread under the full budget.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from jinja2 import Template, TemplateError
 
 from herald_common.channels import CHANNELS, TemplateField
 from herald_common.schemas import ChannelContent, Contact, ContactIn, Tenant
+from herald_common.substitution import NOT_SUBSTITUTABLE, FieldSkeleton, Part, Skeleton, compile_skeleton
 from herald_common.template_budget import Budget, BudgetExceeded, SliceExhausted, budgeted
 from herald_common.template_sandbox import BudgetedEnvironment
 
 MAX_MAPPING_SOURCE_CHARS = 4_096  # one push ``data`` value (FCM allows 4 KB of data in all)
 CACHE_BYTES = 48 * 2**20  # estimated memory of all compiled templates kept in a process
+SKELETON_CACHE_BYTES = 16 * 2**20  # compiled skeletons (see herald_common.substitution)
 CACHE_ENTRY_BYTES = 4 * 2**20  # a compiled template estimated above this is not kept
 INLINE_STEPS = 5_000  # the slice a cached template may use on the event loop before moving off it
 INLINE_CPU_S = 0.005
+K = TypeVar("K")
+V = TypeVar("V")
+R = TypeVar("R")
 
 
 class TemplateRenderError(ValueError):
@@ -70,12 +77,15 @@ LIMITS: dict[tuple[str, str], int] = {
 
 
 # --- compiled templates, bounded by estimated bytes ----------------------------------------------------
-class _CompiledCache:
+class BoundedCache(Generic[K, V]):
+    """Least recently used entries, bounded by their estimated bytes (compiled templates, and the
+    router's rendered skeletons)."""
+
     def __init__(self, budget_bytes: int, entry_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self.entry_bytes = entry_bytes
         self.used = 0
-        self._entries: OrderedDict[tuple[str, bool], tuple[Template, int]] = OrderedDict()
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -84,7 +94,7 @@ class _CompiledCache:
         character of plain text, a few hundred bytes per tag)."""
         return 16_384 + 2 * len(source) + 512 * (source.count("{{") + source.count("{%"))
 
-    def get(self, key: tuple[str, bool]) -> Template | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
             hit = self._entries.get(key)
             if hit is None:
@@ -92,20 +102,22 @@ class _CompiledCache:
             self._entries.move_to_end(key)
             return hit[0]
 
-    def put(self, key: tuple[str, bool], template: Template) -> None:
-        cost = self.cost(key[0])
+    def put(self, key: K, value: V, cost: int | None = None) -> None:
+        """Keep ``value`` (its cost: given, else a compiled template's estimate from ``key[0]``)."""
+        if cost is None:
+            cost = self.cost(key[0])  # type: ignore[index]
         if cost > self.entry_bytes:
             return
         with self._lock:
             if key in self._entries:
                 return
-            self._entries[key] = (template, cost)
+            self._entries[key] = (value, cost)
             self.used += cost
             while self.used > self.budget_bytes:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self.used -= dropped
 
-    def __contains__(self, key: tuple[str, bool]) -> bool:
+    def __contains__(self, key: K) -> bool:
         return key in self._entries
 
     def clear(self) -> None:
@@ -114,7 +126,10 @@ class _CompiledCache:
             self.used = 0
 
 
-COMPILED = _CompiledCache(CACHE_BYTES, CACHE_ENTRY_BYTES)
+COMPILED: BoundedCache[tuple[str, bool], Template] = BoundedCache(CACHE_BYTES, CACHE_ENTRY_BYTES)
+SKELETONS: BoundedCache[tuple[str, bool], FieldSkeleton] = BoundedCache(
+    SKELETON_CACHE_BYTES, CACHE_ENTRY_BYTES
+)
 
 
 def _compile(source: str, html: bool, field: str, limit: int) -> Template:
@@ -227,15 +242,66 @@ async def render_channel_async(
     content: ChannelContent, channel: str, context: dict[str, Any]
 ) -> dict[str, Any]:
     """:func:`render_channel` without holding the event loop for more than a small slice."""
-    sources = _sources(content, channel)
-    if all((source, html) in COMPILED for _, source, html, _ in sources):
+    return await _sliced(render_channel, COMPILED, content, channel, context)
+
+
+async def _sliced(
+    render: Callable[..., R],
+    compiled: BoundedCache[tuple[str, bool], Any],
+    content: ChannelContent,
+    channel: str,
+    context: dict[str, Any],
+) -> R:
+    """``render`` inline under a small slice when every template is ``compiled``; else, or past the
+    slice, in a worker thread under the full budget."""
+    if all((source, html) in compiled for _, source, html, _ in _sources(content, channel)):
         try:
-            return render_channel(
-                content, channel, context, Budget(INLINE_STEPS, INLINE_CPU_S, is_slice=True)
-            )
+            return render(content, channel, context, Budget(INLINE_STEPS, INLINE_CPU_S, is_slice=True))
         except SliceExhausted:
             pass
-    return await asyncio.to_thread(render_channel, content, channel, context)
+    return await asyncio.to_thread(render, content, channel, context)
+
+
+def _skeleton(source: str, html: bool, field: str, limit: int) -> FieldSkeleton:
+    if len(source) > limit:
+        return NOT_SUBSTITUTABLE
+    key = (source, html)
+    skeleton = SKELETONS.get(key)
+    if skeleton is None:
+        skeleton = compile_skeleton(_ENVS[html], source, field.rsplit(".", 1)[-1])
+        SKELETONS.put(key, skeleton, 2 * SKELETONS.cost(source))  # two compiled templates
+    return skeleton
+
+
+def render_skeleton(
+    content: ChannelContent, channel: str, context: dict[str, Any], budget: Budget | None = None
+) -> Skeleton | None:
+    """One channel's skeleton (see :mod:`herald_common.substitution`) rendered under one budget from a
+    context whose ``contact`` the skeleton does not read; None when a field is not substitutable.
+    Render errors raise as in :func:`render_channel`. Channels with mapping fields are never substitutable."""
+    if any(f.mapping for f in CHANNELS[channel].template_fields):
+        return None
+    rendered: dict[str, Any] = {}
+    parts = []
+    with budgeted(budget or Budget()):
+        for field, source, html, limit in _sources(content, channel):
+            skeleton = _skeleton(source, html, field, limit)
+            if skeleton.template is None:
+                return None
+            name = field.rsplit(".", 1)[-1]
+            render = functools.partial(_render_one, context=context, field=field, limit=limit)
+            if (result := skeleton.render(render, name)) is None:
+                return None
+            rendered[name], counts = result
+            parts.append(Part(name, html, skeleton.chains, counts, len(rendered[name]), limit))
+    return Skeleton(rendered, tuple(parts), _ENVS[False])  # both environments look up alike
+
+
+async def render_skeleton_async(
+    content: ChannelContent, channel: str, context: dict[str, Any]
+) -> Skeleton | None:
+    """:func:`render_skeleton` without holding the event loop for more than a small slice."""
+    return await _sliced(render_skeleton, SKELETONS, content, channel, context)
 
 
 def template_context(

@@ -23,9 +23,11 @@ Message content keys: ``subject``, ``text`` and/or ``html``, ``from`` (``"a@x"``
 Batching (:meth:`SendGridProvider.send_batch`): messages whose content is identical once
 ``substitutions`` and ``unsubscribe_url`` are set aside share one request, one personalization per
 message, at most ``max_per_request`` (1,000, SendGrid's limit) per request. ``substitutions`` is a
-per-recipient ``{token: value}`` map that SendGrid replaces in subject and bodies, so a campaign rendered once
-with tokens such as ``-first_name-`` goes out in 1/1000th of the requests. Tokens are literal
-strings; pick ones that cannot occur in the text by accident. Different content → separate requests.
+per-recipient ``{token: value}`` map (:mod:`herald_common.substitution`: the router renders a bulk email
+once with tokens) that SendGrid replaces in the bodies, so a personalised campaign goes out in 1/1000th
+of the requests; each personalization also carries its own ``subject``, expanded here, so the header
+check sees what the member gets. A message whose substitutions exceed SendGrid's 10,000 bytes per
+personalization is sent expanded, as content of its own. Different content → separate requests.
 
 Errors: 400 naming ``personalizations.N.to.M.email`` → :class:`PermanentError` with
 ``invalid_recipient`` for that message only; the rest of the batch is sent again without it (once).
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import hashlib
 import re
 import time
@@ -49,6 +52,8 @@ import aiohttp
 import orjson
 
 from herald_common.fields import header_problem
+from herald_common.substitution import CONTENT_FIELD as SUBSTITUTIONS
+from herald_common.substitution import expand, expand_text
 from herald_common.unsubscribe import CONTENT_FIELD as UNSUBSCRIBE
 from herald_common.unsubscribe import list_unsubscribe_headers
 from herald_providers import receipts_sendgrid
@@ -72,12 +77,13 @@ from herald_providers.http import (
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
 MAX_PERSONALIZATIONS = 1000
+MAX_SUBSTITUTION_BYTES = 10_000  # SendGrid's limit for one personalization's substitutions
 _RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)\.\d+\.email$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 Result = SendResult | ProviderError
 # Content keys that differ per recipient and travel in its personalization, not in the shared body.
-_PER_RECIPIENT = frozenset({"substitutions", UNSUBSCRIBE})
+_PER_RECIPIENT = frozenset({SUBSTITUTIONS, UNSUBSCRIBE})
 
 
 class SendGridProvider(HttpProvider):
@@ -111,6 +117,7 @@ class SendGridProvider(HttpProvider):
     async def send_batch(self, msgs: Sequence[OutboundMessage]) -> list[Result]:
         """Send many messages in as few requests as possible; one outcome per message, in order."""
         results: list[Result | None] = [None] * len(msgs)
+        msgs = [_fitted(m) for m in msgs]
         groups: dict[bytes, list[int]] = {}
         for i, msg in enumerate(msgs):
             try:
@@ -131,7 +138,7 @@ class SendGridProvider(HttpProvider):
         sizes: dict[bytes, int] = {}
         for msg in msgs:
             try:
-                key = self._group_key(msg)
+                key = self._group_key(_fitted(msg))
             except PermanentError:
                 continue
             sizes[key] = sizes.get(key, 0) + 1
@@ -142,8 +149,9 @@ class SendGridProvider(HttpProvider):
             raise PermanentError(
                 "not a valid email address", code="invalid_email", provider=self.name, invalid_recipient=True
             )
+        subs = msg.content.get(SUBSTITUTIONS)
         for name in ("subject", "from", "from_name", "reply_to", UNSUBSCRIBE):
-            if (problem := header_problem(msg.content.get(name))) is not None:
+            if (problem := header_problem(expand_text(msg.content.get(name), subs))) is not None:
                 raise PermanentError(f"the {name} {problem}", code="invalid_header", provider=self.name)
         shared = {k: v for k, v in msg.content.items() if k not in _PER_RECIPIENT}
         try:
@@ -242,12 +250,25 @@ def _personalization(msg: OutboundMessage) -> dict[str, Any]:
         "to": [{"email": msg.to}],
         "custom_args": {**msg.metadata, "delivery_id": msg.delivery_id, "tenant_id": msg.tenant_id},
     }
-    subs = msg.content.get("substitutions")
+    subs = msg.content.get(SUBSTITUTIONS)
     if isinstance(subs, dict) and subs:
         p["substitutions"] = {str(k): str(v) for k, v in subs.items()}
+        if subject := expand_text(msg.content.get("subject"), subs):
+            p["subject"] = subject  # else SendGrid substitutes the shared one to the same
     if isinstance(url := msg.content.get(UNSUBSCRIBE), str) and url:
         p["headers"] = list_unsubscribe_headers(url)
     return p
+
+
+def _fitted(msg: OutboundMessage) -> OutboundMessage:
+    """``msg``, expanded when its substitutions are more than one personalization may carry."""
+    subs = msg.content.get(SUBSTITUTIONS)
+    if not isinstance(subs, dict) or not subs:
+        return msg
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in subs.items())
+    if size <= MAX_SUBSTITUTION_BYTES:
+        return msg
+    return dataclasses.replace(msg, content=expand(msg.content))
 
 
 def _address(value: Any, name: Any) -> dict[str, str] | None:

@@ -24,6 +24,7 @@ import aiosmtplib
 
 from herald_common.fields import header_problem
 from herald_common.logging import mask
+from herald_common.substitution import expand
 from herald_common.unsubscribe import CONTENT_FIELD as UNSUBSCRIBE
 from herald_common.unsubscribe import list_unsubscribe_headers
 from herald_providers.base import (
@@ -74,8 +75,9 @@ def build_message(msg: OutboundMessage, cfg: SmtpConfig) -> Message:
     than the modern EmailMessage API, whose header objects parse everything they are given.
 
     A header value with a control character (CR/LF would inject headers of its own) is this message's
-    :class:`PermanentError` (``invalid_header``), never anyone else's."""
-    content = msg.content
+    :class:`PermanentError` (``invalid_header``), never anyone else's. A bulk email's per-recipient
+    substitutions are expanded first (:func:`herald_common.substitution.expand`)."""
+    content = expand(msg.content)
     for field in (*HEADER_FIELDS, "to"):
         if (problem := header_problem(msg.to if field == "to" else content.get(field))) is not None:
             raise PermanentError(f"the {field} {problem}", code="invalid_header", provider="smtp")

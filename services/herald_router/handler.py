@@ -32,9 +32,10 @@ from herald_common.schemas import (
     Tenant,
 )
 from herald_common.store import Store
-from herald_common.templating import TemplateRenderError, render_channel_async, template_context
+from herald_common.templating import TemplateRenderError, template_context
 from herald_common.unsubscribe import CONTENT_FIELD, Links, is_marketing
 from herald_common.worker import WorkerContext
+from herald_router.personalise import Personaliser
 from herald_router.policy import RouterPolicy, was_deferred
 from herald_router.routing import pick_first, plan_channels
 
@@ -109,6 +110,7 @@ class Router:
         self.templates: TTLCache[Template] = TTLCache(template_cache_s)
         self.tenants: TTLCache[Tenant] = TTLCache(template_cache_s)
         self.policy = RouterPolicy(ctx)
+        self.personaliser = Personaliser()
 
     async def handle(self, rec: ConsumerRecord) -> None:
         try:
@@ -200,7 +202,7 @@ class Router:
         for plan in plans:
             if plan.skip_status is None:
                 try:
-                    rendered = await render_channel_async(content, plan.channel, context)
+                    rendered = await self.personaliser.render(content, plan.channel, context, req.lane)
                 except TemplateRenderError as exc:
                     plan.skip_status, plan.reason = "failed", f"render error in {exc.field}: {exc.message}"
                     plan.reason_code = codes.RENDER_ERROR

@@ -17,9 +17,9 @@ from jinja2 import Template
 from herald_common.schemas import ChannelContent, ContactIn, Tenant
 from herald_common.template_budget import MAX_TOKENS
 from herald_common.templating import (
+    BoundedCache,
     TemplateBudgetError,
     TemplateRenderError,
-    _CompiledCache,
     check_syntax,
     check_template,
     render_channel,
@@ -185,7 +185,7 @@ def test_compile_budget_refuses_oversized_sources_quickly() -> None:
 
 
 def test_compiled_cache_is_bounded_by_bytes() -> None:
-    cache = _CompiledCache(budget_bytes=1_000_000, entry_bytes=200_000)
+    cache = BoundedCache(budget_bytes=1_000_000, entry_bytes=200_000)
     dummy = Template("x")
     for i in range(500):
         cache.put((f"{{{{ a }}}} {i}" + "y" * 1000, False), dummy)
