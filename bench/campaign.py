@@ -99,7 +99,7 @@ async def campaign(
         )
         url = f"{base}/v1/campaigns/{created['id']}"
         used_before = int((await redis.info("memory"))["used_memory"])
-        sms = Arrivals(lambda: [m["text"] for m in stack.twilio.messages])
+        sms = Arrivals(lambda i: [m["text"] for m in stack.twilio.messages[i:]])
         sms.reset()
         start_count = stack.sendgrid.recipients_accepted
         accepted_tx: dict[int, float] = {}

@@ -206,7 +206,7 @@ async def channels(
     stack: BenchStack, http: aiohttp.ClientSession, base: str, n: int, timeout_s: float
 ) -> None:
     key = await tenant_key(http, base)
-    email = Arrivals(lambda: [m.subject for m in stack.capture.snapshot()])
+    email = Arrivals(lambda i: [m.subject for m in stack.capture.since(i)])
     items = [
         {
             "to": {"email": f"e{i}@example.com"},
@@ -225,7 +225,7 @@ async def channels(
 
     await SCENARIOS.before(stack, "sms")
 
-    sms = Arrivals(lambda: [m["text"] for m in stack.twilio.messages])
+    sms = Arrivals(lambda i: [m["text"] for m in stack.twilio.messages[i:]])
     ref = await reference(stack, "sms", sms, n, timeout_s)
     items = sms_items(n)
     rate = _report(
@@ -237,7 +237,7 @@ async def channels(
     print(f"  {'':38s} ratio to reference {rate / ref:.2f}  (bar ≥ 0.5)")
 
     await SCENARIOS.before(stack, "push")
-    push = Arrivals(lambda: [m["body"] for m in stack.fcm.messages])
+    push = Arrivals(lambda i: [m["body"] for m in stack.fcm.messages[i:]])
     ref = await reference(stack, "push", push, n, timeout_s)
     items = [
         {

@@ -41,7 +41,7 @@ async def repeat_sms(
     mode = "fresh broker before each run" if reset_each else "same broker, no reset between runs"
     print(f"\nrepeatability: {times} runs of {n:,} SMS, {mode}")
     key = await tenant_key(http, base)
-    sms = Arrivals(lambda: [m["text"] for m in stack.twilio.messages])
+    sms = Arrivals(lambda i: [m["text"] for m in stack.twilio.messages[i:]])
     items = sms_items(n)
     runs: list[Repeat] = []
     for run in range(1, times + 1):

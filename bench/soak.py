@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace) -> None:
         for proc in procs:
             await stack.ready(proc)
         base = f"http://127.0.0.1:{port}"
-        arrivals = Arrivals(lambda: [m["text"] for m in stack.twilio.messages])
+        arrivals = Arrivals(lambda i: [m["text"] for m in stack.twilio.messages[i:]])
         accepted: dict[int, float] = {}
         print(f"Herald soak: {args.rate:g} SMS/s for {args.minutes:g} min (logs in {work})")
         print(f"{'min':>5} {'delivered/s':>11} {'p50 ms':>7} {'p99 ms':>7}  RSS MB")

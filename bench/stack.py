@@ -78,20 +78,24 @@ def pct(values: list[float], p: float) -> float:
 
 @dataclass
 class Arrivals:
-    """Arrival time of each message index at a peer, found by polling the peer's capture list."""
+    """Arrival time of each message index at a peer, found by polling the peer's capture list.
 
-    source: Callable[[], list[str]]  # texts captured so far (each carries "n=<index>")
+    ``source(start)`` gives the texts captured from index ``start`` on (each carries "n=<index>"):
+    each poll reads only what arrived since the last one, so polling costs the bench process little
+    however long the capture list grows."""
+
+    source: Callable[[int], list[str]]
     seen: dict[int, float] = field(default_factory=dict)
     _read: int = 0
 
     def poll(self) -> None:
-        texts = self.source()
+        texts = self.source(self._read)
         now = time.monotonic()
-        for text in texts[self._read :]:
+        for text in texts:
             match = _N.search(text or "")
             if match:
                 self.seen.setdefault(int(match.group(1)), now)
-        self._read = len(texts)
+        self._read += len(texts)
 
     async def wait(self, n: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -101,7 +105,7 @@ class Arrivals:
 
     def reset(self) -> None:
         self.seen.clear()
-        self._read = len(self.source())
+        self._read = len(self.source(0))  # once per run: the peer may have cleared its list
 
     def rate(self) -> float:
         if len(self.seen) < 2:

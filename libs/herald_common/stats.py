@@ -2,8 +2,9 @@
 
 One Redis hash per tenant and UTC day holds every counter of that day, once in total (``*|<counter>``)
 and once per dimension value (``template|<id>|<counter>``, ``campaign|…``, ``trigger|…``,
-``channel|…``), incremented with HINCRBY in one pipeline and expiring ``HERALD_STATS_RETENTION_DAYS``
-after the day. Reading a range is one HGETALL per day.
+``channel|…``), incremented by one script call per status event (HINCRBYs, the ``accepted`` flag's
+HSETNX, and an EXPIRE only when the hash has none yet), expiring ``HERALD_STATS_RETENTION_DAYS`` after
+the day. Reading a range is one HGETALL per day.
 
 What each counter counts (on the day of the event that moved it):
 
@@ -25,9 +26,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import redis.asyncio as aioredis
 from pydantic import Field
@@ -115,12 +116,29 @@ def outcome_counters(event: StatusEvent, folded: Folded) -> list[str]:
     return out
 
 
+# KEYS[1] the day's hash, KEYS[2] (optional) the notification's status hash; ARGV[1] the hash's TTL,
+# ARGV[2] how many of the fields that follow are always incremented, the rest only the first time.
+_ADD = (
+    """
+local key, n = KEYS[1], tonumber(ARGV[2])
+for i = 3, 2 + n do redis.call('HINCRBY', key, ARGV[i], 1) end
+if #ARGV > 2 + n and KEYS[2] and redis.call('HSETNX', KEYS[2], '"""
+    + _COUNTED
+    + """', '1') == 1 then
+  for i = 3 + n, #ARGV do redis.call('HINCRBY', key, ARGV[i], 1) end
+end
+if redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, ARGV[1]) end
+"""
+)
+
+
 class Stats:
     def __init__(self, redis: aioredis.Redis, keys: Keys, retention_days: int) -> None:
         self.redis = redis
         self.keys = keys
         self.retention_days = retention_days
         self._auto = AutoPipeline(redis)
+        self._script = redis.register_script(_ADD)
 
     async def count(
         self,
@@ -133,31 +151,33 @@ class Stats:
     ) -> None:
         """Add one to each of ``counters`` for the day of ``at``, in total and per dimension value."""
         todo = [f for c in counters for f in fields(origin, channel, c, total)]
-        if not todo:
-            return
-        key = self.keys.stats(tenant_id, day_of(at))
-        ttl = (self.retention_days + 1) * 86400
+        if todo:
+            await self._add(tenant_id, at, todo)
 
-        def build(pipe: Any) -> None:
-            for f in todo:
-                pipe.hincrby(key, f, 1)
-            pipe.expire(key, ttl)
-
-        await self._auto.call(build)
+    async def _add(
+        self, tenant_id: str, at: float, always: list[str], first: Sequence[str] = (), nkey: str = ""
+    ) -> None:
+        """One script call: increment ``always``, and ``first`` too when ``nkey``'s counted flag was
+        not set yet (setting it); the day's hash gets its expiry when it has none."""
+        keys = [self.keys.stats(tenant_id, day_of(at))] + ([nkey] if nkey else [])
+        args = [(self.retention_days + 1) * 86400, len(always), *always, *first]
+        await self._auto.call(lambda pipe: self._script(keys=keys, args=args, client=pipe))
 
     async def observe(self, event: StatusEvent, folded: Folded) -> None:
-        """The tracker's observer: count what the event changed (see the module's docstring)."""
+        """The tracker's observer: count what the event changed (see the module's docstring), in one
+        round trip (and one script) per event."""
         if not folded.changed:
             return
+        always = [f for c in outcome_counters(event, folded) for f in fields(folded.origin, event.channel, c)]
+        first: list[str] = []
+        nkey = ""
         if folded.previous is None:
             nkey = self.keys.notification(event.tenant_id, event.notification_id)
-            if await self._auto.call(lambda pipe: pipe.hsetnx(nkey, _COUNTED, b"1")):
-                await self.count(event.tenant_id, event.at, folded.origin, None, ["accepted"])
+            first = fields(folded.origin, None, "accepted")
             if event.channel is not None:  # the channel's line counts its deliveries
-                await self.count(event.tenant_id, event.at, None, event.channel, ["accepted"], total=False)
-        await self.count(
-            event.tenant_id, event.at, folded.origin, event.channel, outcome_counters(event, folded)
-        )
+                always += fields(None, event.channel, "accepted", total=False)
+        if always or first:
+            await self._add(event.tenant_id, event.at, always, first, nkey)
 
     async def read(self, tenant_id: str, start: date, end: date, by: str, today: date | None = None) -> dict:
         """Counters from ``start`` to ``end`` (inclusive, UTC days) grouped by ``by``; the range is

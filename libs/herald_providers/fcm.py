@@ -114,7 +114,7 @@ class AccessTokenSource:
         self._key = key
         self._account = account
         self.token_url = token_url or account.token_uri or GOOGLE_TOKEN_URL
-        self._timeout_s = timeout_s
+        self._timeout = request_timeout(timeout_s)
         self._provider = provider
         self._clock = clock
         self._wall = wall_clock
@@ -151,9 +151,7 @@ class AccessTokenSource:
     async def _refresh(self, session: aiohttp.ClientSession) -> None:
         form = {"grant_type": JWT_BEARER, "assertion": self.assertion()}
         with transport_errors(self._provider):
-            async with session.post(
-                self.token_url, data=form, timeout=request_timeout(self._timeout_s)
-            ) as resp:
+            async with session.post(self.token_url, data=form, timeout=self._timeout) as resp:
                 raw = await resp.read()
                 status, retry_after = resp.status, parse_retry_after(resp.headers.get("Retry-After"))
         payload = _json(raw)
@@ -233,7 +231,7 @@ class FcmProvider(HttpProvider):
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         with transport_errors(self.name):
             async with self._session.post(
-                self._url, data=body, headers=headers, timeout=request_timeout(self._timeout_s)
+                self._url, data=body, headers=headers, timeout=self._timeout
             ) as resp:
                 raw = await resp.read()
                 return resp.status, parse_retry_after(resp.headers.get("Retry-After")), _json(raw)

@@ -125,12 +125,13 @@ def scrub(text: str, *secrets: str) -> str:
 
 class HttpProvider:
     """What every HTTP adapter shares: its client session (given, or made at ``start`` and then
-    closed at ``close``) and the per-request timeout."""
+    closed at ``close``) and the per-request timeout (``_timeout``, built once)."""
 
     def __init__(self, session: aiohttp.ClientSession | None, timeout_s: float) -> None:
         self._session = session
         self._owns_session = session is None
         self._timeout_s = timeout_s
+        self._timeout = request_timeout(timeout_s)  # one object for every request
 
     async def start(self) -> None:
         if self._session is None:

@@ -71,7 +71,6 @@ from herald_providers.http import (
     HttpProvider,
     classify_status,
     parse_retry_after,
-    request_timeout,
     transport_errors,
 )
 
@@ -223,7 +222,7 @@ class SendGridProvider(HttpProvider):
             raise RuntimeError("SendGridProvider.start() was not awaited")
         with transport_errors(self.name):
             async with self._session.post(
-                self._url, data=body, headers=self._headers, timeout=request_timeout(self._timeout_s)
+                self._url, data=body, headers=self._headers, timeout=self._timeout
             ) as resp:
                 raw = await resp.read()
                 return resp.status, resp.headers, _json(raw)

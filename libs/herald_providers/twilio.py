@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,7 +48,6 @@ from herald_providers.http import (
     HttpProvider,
     classify_status,
     parse_retry_after,
-    request_timeout,
     scrub,
     transport_errors,
 )
@@ -81,7 +81,10 @@ class TwilioProvider(HttpProvider):
         self.name = name
         self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
-        self._headers = {"Authorization": f"Basic {credentials}"}
+        self._headers = {
+            "Authorization": f"Basic {credentials}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         self._sender = sender
         self._callback = status_callback_url
         self._callback_ids = callback_ids
@@ -91,9 +94,10 @@ class TwilioProvider(HttpProvider):
         form = self._form(msg)
         if self._session is None:
             raise RuntimeError("TwilioProvider.start() was not awaited")
+        body = urlencode(form).encode()  # what FormData would send, without its per-request machinery
         with transport_errors(self.name):
             async with self._session.post(
-                self._url, data=form, headers=self._headers, timeout=request_timeout(self._timeout_s)
+                self._url, data=body, headers=self._headers, timeout=self._timeout
             ) as resp:
                 raw = await resp.read()
                 status, retry_after = resp.status, parse_retry_after(resp.headers.get("Retry-After"))
@@ -164,8 +168,11 @@ def callback_url(base: str, msg: OutboundMessage) -> str:
     return f"{base}{'&' if '?' in base else '?'}{query}"
 
 
+@lru_cache(maxsize=16384)
 def is_e164(number: str) -> bool:
-    """True for a valid phone number written exactly in E.164 (``+`` and 7 to 15 digits, no spaces)."""
+    """True for a valid phone number written exactly in E.164 (``+`` and 7 to 15 digits, no spaces).
+
+    Memoised: parsing with ``phonenumbers`` is the costliest step of an SMS send, and recipients recur."""
     if not _E164.match(number):
         return False
     try:

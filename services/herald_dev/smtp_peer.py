@@ -122,6 +122,11 @@ class SmtpCapture:
         with self.lock:
             return list(self.messages)
 
+    def since(self, start: int) -> list[Captured]:
+        """The messages captured from index ``start`` on."""
+        with self.lock:
+            return self.messages[start:]
+
 
 class SmtpPeer:
     def __init__(self, port: int, capture: SmtpCapture, host: str = "127.0.0.1") -> None:

@@ -4,7 +4,8 @@
 - permanent error → ledger and status ``failed`` with the provider's reason at once; an invalid
   address is suppressed for the tenant (a dead push token is removed from its contact);
 - cancelled (herald_common.cancel: by id, or by key before it was accepted) → ledger and status
-  ``cancelled`` instead of calling the provider (checked once per record, just before the first attempt);
+  ``cancelled`` instead of calling the provider (checked by the ledger's ``begin``, in the same round
+  trip, just before each attempt);
 - of a paused campaign (herald_common.campaigns.gate) → parked in the scheduler, asked again later;
 - transient error → the :class:`RetryPolicy` decides: a short backoff is waited in place, a longer
   one is handed to the scheduler (ledger ``scheduled``, status ``retrying`` with ``next_attempt_at``)
@@ -30,7 +31,6 @@ from redis.exceptions import RedisError
 from herald_common import metrics
 from herald_common.backoff import backoff
 from herald_common.campaigns.gate import PARK_S, CampaignGate
-from herald_common.cancel import Cancellations
 from herald_common.channels import spec
 from herald_common.intake import republish
 from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, Cause, PoisonRecord
@@ -40,7 +40,7 @@ from herald_common.schemas import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
 from herald_sender.fair import FairGate
-from herald_sender.ledger import DONE, Ledger
+from herald_sender.ledger import DONE, Cancellable, Ledger
 from herald_sender.outbound import Outbound
 from herald_sender.report import Reporter
 from herald_sender.retry import RetryPolicy
@@ -62,7 +62,6 @@ class Sender:
         self.channel = settings.sender_channel
         self.ledger = Ledger(ctx.redis, ctx.keys, settings.ledger_ttl_s)
         self.report = Reporter(ctx, outbound.name)
-        self.cancellations = Cancellations(ctx.redis, ctx.keys)
         self.campaigns = CampaignGate(ctx.redis, ctx.keys)
         self.retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts,
@@ -83,11 +82,7 @@ class Sender:
             tenant=d.tenant_id, notification=d.notification_id, delivery=d.delivery_id, to=mask(d.to)
         )
         msg = self._message(d)
-        if await self.cancellations.is_cancelled(
-            d.tenant_id, d.notification_id, d.cancellation_key, d.accepted_at
-        ):
-            await self._cancelled(d)
-            return
+        cancel = Cancellable(d.tenant_id, d.notification_id, d.cancellation_key, d.accepted_at)
         campaign = d.origin.campaign_id if d.origin is not None else None
         if campaign is not None and await self.campaigns.paused(d.tenant_id, campaign):
             await self.report.retry_later(rec, d, d.attempt, time.time() + PARK_S)  # asked again then
@@ -99,9 +94,12 @@ class Sender:
             if d.expires_at is not None and d.expires_at < time.time():
                 await self._expired(rec, d)
                 return
-            begin = await self.ledger.begin(d.delivery_id, d.attempt)
+            begin = await self.ledger.begin(d.delivery_id, d.attempt, cancel)
             if begin.outcome == "done":
                 await self._replay(d)
+                return
+            if begin.outcome == "cancelled":
+                await self._cancelled(d)
                 return
             if begin.outcome == "stale":
                 metrics.DELIVERIES.labels(self.channel, self.outbound.name, "skipped_duplicate").inc()
@@ -246,10 +244,7 @@ class Sender:
             raise Draining("draining during a retry backoff")
 
     async def _cancelled(self, d: Delivery) -> None:
-        entry = await self.ledger.get(d.delivery_id)
-        if entry is not None and entry.state in DONE:  # already sent (or ended): too late to cancel
-            await self._replay(d)
-            return
+        """Cancelled before an attempt (``begin`` found it not yet sent or ended)."""
         metrics.DELIVERIES.labels(self.channel, self.outbound.name, "cancelled").inc()
         await self.ledger.finish(d.delivery_id, "cancelled", reason="cancelled")
         await self.report.status(d, "cancelled", reason="cancelled", reason_code=CANCELLED)

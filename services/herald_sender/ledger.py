@@ -4,10 +4,12 @@ States: ``sending`` (an attempt is under way) → ``scheduled`` (a transient fai
 ``next_attempt`` is held by the scheduler until ``due_at``) → ``sending`` … → ``sent`` (provider
 accepted) → ``delivered`` / ``bounced`` / ``failed`` / ``expired``; or ``cancelled`` before an attempt.
 
-``begin`` is one Lua script: it refuses a delivery that already reached ``sent`` or a final state (a
-redelivered Kafka record is not sent twice), refuses a stale copy (a record for attempt n arriving
-when attempt n+1 is already scheduled: the copy a crash left uncommitted), and otherwise marks it
-``sending`` and counts the attempt. ``finish`` records the outcome; ``schedule`` the retry.
+``begin`` is one Lua script, one round trip per attempt: it refuses a delivery that already reached
+``sent`` or a final state (a redelivered Kafka record is not sent twice), refuses a stale copy (a
+record for attempt n arriving when attempt n+1 is already scheduled: the copy a crash left
+uncommitted), answers ``cancelled`` for a notification cancelled by id, or by its cancellation key
+after it was accepted (herald_common.cancel's records, read in the same script), and otherwise marks
+it ``sending`` and counts the attempt. ``finish`` records the outcome; ``schedule`` the retry.
 
 The only duplicate window is a crash after the provider accepted and before ``finish`` wrote
 ``sent``: the record is redelivered, the ledger still says ``sending``, and the message is sent
@@ -31,13 +33,18 @@ _BEGIN = """
 local state = redis.call('HGET', KEYS[1], 'state')
 local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
 if state then
-  for i = 4, #ARGV do
+  for i = 5, #ARGV do
     if state == ARGV[i] then return {'done', attempts} end
   end
   if state == 'scheduled' then
     local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_attempt') or '0')
     if tonumber(ARGV[2]) < nxt then return {'stale', attempts} end
   end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', attempts} end
+if KEYS[3] then
+  local at = redis.call('GET', KEYS[3])
+  if at and tonumber(ARGV[4]) < tonumber(at) then return {'cancelled', attempts} end
 end
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'sending', 'updated_at', ARGV[1])
@@ -48,8 +55,18 @@ return {'go', tostring(attempts)}
 
 @dataclass(slots=True, frozen=True)
 class Begin:
-    outcome: Literal["go", "done", "stale"]
+    outcome: Literal["go", "done", "stale", "cancelled"]
     attempts: int
+
+
+@dataclass(slots=True, frozen=True)
+class Cancellable:
+    """What ``begin`` needs to check that a delivery's notification was not cancelled."""
+
+    tenant_id: str
+    notification_id: str
+    key: str | None
+    accepted_at: float
 
 
 @dataclass(slots=True)
@@ -69,9 +86,13 @@ class Ledger:
         self._begin = redis.register_script(_BEGIN)
         self._auto = AutoPipeline(redis)
 
-    async def begin(self, delivery_id: str, attempt: int = 1) -> Begin:
-        """Start an attempt of a record that carries attempt number ``attempt``."""
-        keys, args = [self.keys.ledger(delivery_id)], [time.time(), attempt, self.ttl_s, *DONE]
+    async def begin(self, delivery_id: str, attempt: int, cancel: Cancellable) -> Begin:
+        """Start an attempt of a record that carries attempt number ``attempt``, unless its
+        notification was cancelled (outcome ``cancelled``, the ledger left as it was)."""
+        keys = [self.keys.ledger(delivery_id), self.keys.cancelled(cancel.tenant_id, cancel.notification_id)]
+        if cancel.key:
+            keys.append(self.keys.cancelled_key(cancel.tenant_id, cancel.key))
+        args = [time.time(), attempt, self.ttl_s, cancel.accepted_at, *DONE]
         outcome, attempts = await self._auto.call(lambda pipe: self._begin(keys=keys, args=args, client=pipe))
         return Begin(outcome.decode(), int(attempts))
 

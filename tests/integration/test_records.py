@@ -256,3 +256,30 @@ async def test_import_takes_the_good_lines_and_names_the_bad_ones(stack: Stack) 
         "POST", "/v1/suppressions:import", data=lines[0], headers={"Content-Type": "application/x-ndjson"}
     )
     assert status == 200
+
+
+async def test_a_notification_counts_accepted_once_in_total_and_once_per_channel(stack: Stack) -> None:
+    await stack.api.call(
+        "PUT", "/v1/contacts/eve", {"email": f"{unique('eve')}@example.com", "phone": phone(4343)}
+    )
+    days, channels = await _stats(stack, "day"), await _stats(stack, "channel")
+    total = sum(row["accepted"] for row in days.values())
+    email, sms = (channels.get(c, {}).get("accepted", 0) for c in ("email", "sms"))
+    nid = await _notify(stack, "eve", ["email", "sms"])
+    await _channel(stack, nid, "email", "delivered")
+
+    async def counted() -> bool:
+        after = await _stats(stack, "channel")
+        return after["email"]["accepted"] == email + 1 and after["sms"]["accepted"] == sms + 1
+
+    await eventually(counted, timeout_s=10)
+    assert sum(row["accepted"] for row in (await _stats(stack, "day")).values()) == total + 1
+    redis = aioredis.Redis.from_url(stack.env.redis_url)
+    try:
+        counted_days = [day for day, row in (await _stats(stack, "day")).items() if row["accepted"]]
+        assert counted_days
+        for day in counted_days:
+            ttl = await redis.ttl(Keys(stack.env.prefix).stats(stack.tenant, day))
+            assert 0 < ttl <= 401 * 86400  # the day's counters expire after the retention
+    finally:
+        await redis.aclose()

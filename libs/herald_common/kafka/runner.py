@@ -20,6 +20,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter, Gauge
 
 from herald_common import metrics
 from herald_common.kafka.deadletter import DeadLetters
@@ -117,6 +118,9 @@ class ConsumerRunner:
         self._inflight = metrics.INFLIGHT.labels(service)
         self._latency = metrics.MESSAGE_SECONDS.labels(service)
         self._errors = metrics.MESSAGE_ERRORS.labels(service)
+        # Metric children per topic / partition, resolved once: labels() per fetched batch adds up.
+        self._consumed: dict[str, Counter] = {}
+        self._lag: dict[TopicPartition, Gauge] = {}
         self._polled_ok = False
 
     async def ready(self) -> bool:
@@ -162,7 +166,10 @@ class ConsumerRunner:
             await asyncio.sleep(1.0)
             return
         for tp, records in batch.items():
-            metrics.MESSAGES_CONSUMED.labels(self.service, tp.topic).inc(len(records))
+            consumed = self._consumed.get(tp.topic)
+            if consumed is None:
+                consumed = self._consumed[tp.topic] = metrics.MESSAGES_CONSUMED.labels(self.service, tp.topic)
+            consumed.inc(len(records))
             for rec in records:
                 self._offsets.fetched(tp, rec.offset)
                 self._enqueue(rec)
@@ -262,6 +269,8 @@ class ConsumerRunner:
         for tp, records in batch.items():
             high = self.consumer.highwater(tp)
             if high is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition), self.group_id).set(
-                    max(0, high - records[-1].offset - 1)
-                )
+                lag = self._lag.get(tp)
+                if lag is None:
+                    labels = (tp.topic, str(tp.partition), self.group_id)
+                    lag = self._lag[tp] = metrics.CONSUMER_LAG.labels(*labels)
+                lag.set(max(0, high - records[-1].offset - 1))
