@@ -15,25 +15,15 @@ notification keeps the place it will use when released).
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated
 
 import redis.asyncio as aioredis
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from herald_common.durations import DURATION_PATTERN, parse_duration
 from herald_common.redisio import AutoPipeline, Keys
 
-_DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 MAX_WINDOW_S = 366 * 86400
-
-
-def duration_s(text: str) -> float:
-    """Seconds in an ISO 8601 duration of weeks, days, hours, minutes and seconds."""
-    m = _DURATION.match(text)
-    if m is None or text in ("P", "PT") or text.endswith("T"):
-        raise ValueError("must be an ISO 8601 duration such as P1D, P7D or PT6H")
-    w, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return float(w * 604800 + d * 86400 + h * 3600 + mi * 60 + s)
 
 
 def _window(text: str) -> str:
@@ -43,13 +33,20 @@ def _window(text: str) -> str:
     return text
 
 
+Window = Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATTERN), AfterValidator(_window)]
+
+
+def duration_s(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
 class FrequencyCap(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     max: int = Field(ge=1, le=1_000_000)
-    per: Annotated[str, StringConstraints(max_length=32), AfterValidator(_window)] = Field(
-        description="ISO 8601 duration: P1D, P7D, PT6H …"
-    )
+    per: Annotated[
+        str, StringConstraints(max_length=32, pattern=DURATION_PATTERN), AfterValidator(_window)
+    ] = Field(description="ISO 8601 duration: P1D, P7D, PT6H … (one second to 366 days)")
 
 
 # The TTL argument is appended last; the script reads pairs from ARGV[4] up to the TTL.

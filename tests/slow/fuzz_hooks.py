@@ -8,7 +8,11 @@ Likewise a trigger rule's CEL expressions become valid ones: a string the schema
 and a PUT with one that does not compile is rightly 422 (tested in tests/integration/test_events.py).
 Likewise a new campaign names the template the fuzzed tenant has (:data:`FUZZ_TEMPLATE`), and its
 segment becomes a valid one: which templates exist and whether a string is CEL, no schema can state
-(an unknown template and a bad segment are 422s tested in tests/integration/test_campaigns.py)."""
+(an unknown template and a bad segment are 422s tested in tests/integration/test_campaigns.py).
+Likewise a notification asking for the transactional lane is of the transactional category: which
+categories a tenant lets on that lane is the tenant's setting (tested in test_intake.py); and a
+frequency cap's window, whose form the schema states, is within its range (one second to 366 days,
+which no regular expression states cleanly; tested in tests/unit/test_policy.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +23,13 @@ from typing import Any
 import orjson
 import schemathesis
 
+from herald_common.caps import MAX_WINDOW_S, duration_s
+from herald_common.durations import DURATION_PATTERN
+
 FUZZ_WEBHOOK_HOST = "hooks.fuzz.test"
 FUZZ_TEMPLATE = "fuzz-promo"  # created for the fuzzed tenant before the run
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
+_DURATION = re.compile(DURATION_PATTERN)
 
 
 def _admitted(value: Any, max_length: int) -> bool:
@@ -48,6 +56,9 @@ def map_body(ctx: Any, body: Any) -> Any:
     for item in [body, *items]:
         if isinstance(item, dict) and _admitted(item.get("idempotency_key"), 255):
             item["idempotency_key"] = uuid.uuid4().hex
+        if isinstance(item, dict) and item.get("lane") == "transactional" and "to" in item:
+            if isinstance(item.get("category"), str):
+                item["category"] = "transactional"
         if isinstance(item, dict) and item.get("template_id") == FUZZ_TEMPLATE and "to" in item:
             item["template_id"] = "fuzz-other"  # the campaigns' template (its category may be changed)
     operation = getattr(ctx, "operation", None)
@@ -56,6 +67,12 @@ def map_body(ctx: Any, body: Any) -> Any:
             body["template_id"] = FUZZ_TEMPLATE
         if _admitted(body.get("segment"), 1000):
             body["segment"] = "contact.has_email"
+    caps = body.get("frequency_caps") if isinstance(body, dict) else None
+    for windows in caps.values() if isinstance(caps, dict) else []:
+        for cap in windows if isinstance(windows, list) else []:
+            if isinstance(cap, dict) and isinstance(cap.get("per"), str) and _DURATION.fullmatch(cap["per"]):
+                if not 1 <= duration_s(cap["per"]) <= MAX_WINDOW_S:
+                    cap["per"] = "P1D"
     rules = body.get("rules") if isinstance(body, dict) else None
     for rule in rules if isinstance(rules, list) else []:
         if isinstance(rule, dict):
