@@ -18,9 +18,10 @@ import math
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from herald_common.durations import DURATION_PATTERN, parse_duration
+from herald_common.fields import whole
 from herald_common.redisio import AutoPipeline, Keys
 
 MAX_WINDOW_S = 366 * 86400
@@ -43,7 +44,7 @@ def duration_s(text: str) -> float:
 class FrequencyCap(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    max: int = Field(ge=1, le=1_000_000)
+    max: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(whole)]
     per: Annotated[
         str, StringConstraints(max_length=32, pattern=DURATION_PATTERN), AfterValidator(_window)
     ] = Field(description="ISO 8601 duration: P1D, P7D, PT6H … (one second to 366 days)")

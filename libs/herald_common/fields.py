@@ -122,12 +122,13 @@ def json_value_schema() -> dict[str, Any]:
     return _JSON_VALUE_SCHEMA
 
 
-def _whole(value: Any) -> Any:
+def whole(value: Any) -> Any:
+    """5.0 → 5: JSON Schema counts an integral number as an integer, so the API does too."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 # An integer field: JSON Schema counts 5.0 as the integer 5, so the API does too (and nothing else).
-BurstSize = Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(_whole)]
+BurstSize = Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(whole)]
 
 
 def _one_of_present(*fields: str, kind: str) -> Any:

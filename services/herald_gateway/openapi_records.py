@@ -116,7 +116,7 @@ def paths() -> dict[str, dict[str, Any]]:
             "Import suppressions, one NDJSON entry per line (422 lists refused lines; the rest are imported)",
             [],
             200,
-            {NDJSON: {"schema": {"type": "array", "items": line}}},
+            {NDJSON: {"schema": {"type": "array", "items": line, "minItems": 1}}},
         )
     }
     body = {"application/json": {"schema": {"$ref": "#/components/schemas/SuppressionIn"}}}

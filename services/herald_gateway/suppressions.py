@@ -141,6 +141,8 @@ async def import_suppressions(request: web.Request) -> web.Response:
     if batch:
         await store.add_many(tenant_id, batch)
         imported += len(batch)
+    if not stalled and imported + failed == 0:
+        return problem(422, "the import holds no entries", imported=0, failed=0)
     if stalled:
         response = problem(408, "the upload stalled", imported=imported, failed=failed, errors=errors)
         response.force_close()
