@@ -2,11 +2,11 @@
 
 Records in Redis (each with :data:`CANCEL_TTL_S`, longer than anything is held):
 
-- ``…:t:<tenant>:cancel:n:<id>`` — the notification was cancelled (by ``POST /v1/notifications/{id}:cancel``);
-- ``…:t:<tenant>:cancel:k:<key>`` — the time the cancellation key was last cancelled: it cancels every
+- ``…:t:{<tenant>}:cancel:n:<id>`` — the notification was cancelled (``POST …/{id}:cancel``);
+- ``…:t:{<tenant>}:cancel:k:<key>`` — the time the cancellation key was last cancelled: it cancels every
   notification of the tenant carrying that key and *accepted before* that time (a later one with the
   same key, e.g. the next booking's reminder, is not affected);
-- ``…:t:<tenant>:waiting:<key>`` — a set of the notifications with that key the router handed to the
+- ``…:t:{<tenant>}:waiting:<key>`` — a set of the notifications with that key the router handed to the
   scheduler (scheduled for ``send_at`` or held for quiet hours), so a cancel by key can say which
   notifications it stopped and mark them ``cancelled`` at once.
 
