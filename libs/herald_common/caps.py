@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from herald_common.durations import DURATION_PATTERN, parse_duration
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import AutoPipeline, Keys, register_script
 
 MAX_WINDOW_S = 366 * 86400
 
@@ -70,7 +70,7 @@ return 1
 class FrequencyCaps:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.keys = keys
-        self._admit = redis.register_script(_ADMIT)
+        self._admit = register_script(redis, _ADMIT)
         self._auto = AutoPipeline(redis)
 
     async def admit(

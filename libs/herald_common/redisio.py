@@ -6,17 +6,40 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.commands.core import AsyncScript
 
 from herald_common.settings import CommonSettings
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
 
 def make_redis(settings: CommonSettings) -> aioredis.Redis:
+    return redis_from_url(settings.redis_url)
+
+
+def redis_from_url(url: str) -> aioredis.Redis:
+    """The process' client: a single server for ``redis://`` / ``rediss://`` / ``unix://`` URLs, the
+    Redis Cluster client for ``redis+cluster://host:port`` (any node: the client discovers the rest).
+    The cluster client serves the same commands Herald uses (every script and transaction keeps its
+    keys in one slot, README: Redis key layout), so it is typed as the single-server client."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in CLUSTER_SCHEMES:
+        cluster = RedisCluster.from_url(
+            f"{CLUSTER_SCHEMES[scheme]}://{rest}",
+            decode_responses=False,
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+            health_check_interval=30,
+            max_connections=256,
+        )
+        return cast(aioredis.Redis, cluster)
     return aioredis.Redis.from_url(
-        settings.redis_url,
+        url,
         decode_responses=False,
         socket_timeout=5.0,
         socket_connect_timeout=5.0,
@@ -24,6 +47,23 @@ def make_redis(settings: CommonSettings) -> aioredis.Redis:
         max_connections=256,
         retry_on_timeout=True,
     )
+
+
+class Script(AsyncScript):
+    """A Lua script that also queues on a cluster pipeline: redis-py's script awaits a cluster
+    pipeline (which would reset its queue) and never loads itself there, so on one it queues EVAL
+    with the body (the server caches it) instead of EVALSHA."""
+
+    async def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            keys, args = list(keys or []), list(args or [])
+            return client.eval(self.script, len(keys), *keys, *args)
+        return await super().__call__(keys, args, client)
+
+
+def register_script(redis: aioredis.Redis, script: str) -> Script:
+    """``redis.register_script`` for either client (see :class:`Script`)."""
+    return Script(redis, script)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +223,12 @@ class AutoPipeline:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for build, _ in batch:
-                    before = len(pipe.command_stack)
+                    before = len(pipe)
                     queued = build(pipe)
-                    if inspect.isawaitable(queued):
+                    # a command returns the pipeline itself; awaiting a cluster pipeline resets it
+                    if inspect.isawaitable(queued) and queued is not pipe:
                         await queued
-                    counts.append(len(pipe.command_stack) - before)
+                    counts.append(len(pipe) - before)
                 replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             for _, future in batch:

@@ -25,7 +25,7 @@ from typing import Literal
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import AutoPipeline, Keys, register_script
 
 DONE = ("sent", "delivered", "bounced", "failed", "expired", "cancelled")
 
@@ -83,7 +83,7 @@ class Ledger:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
-        self._begin = redis.register_script(_BEGIN)
+        self._begin = register_script(redis, _BEGIN)
         self._auto = AutoPipeline(redis)
 
     async def begin(self, tenant_id: str, delivery_id: str, attempt: int, cancel: Cancellable) -> Begin:

@@ -23,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from herald_common.campaigns.model import Campaign, CampaignIn
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, register_script
 
 # KEYS: campaign hash, paused flag. ARGV: allowed states (comma-separated), new state, two unused,
 # pause flag ('1' set, '0' clear, '' leave), then field/value pairs. Returns {1, new} or {0, current}.
@@ -86,11 +86,11 @@ def _text(v: bytes | str) -> str:
 class CampaignStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis, self.keys = redis, keys
-        self._transition = redis.register_script(_TRANSITION)
-        self._append = redis.register_script(_APPEND)
-        self._rate = redis.register_script(_RATE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._transition = register_script(redis, _TRANSITION)
+        self._append = register_script(redis, _APPEND)
+        self._rate = register_script(redis, _RATE)
+        self._renew = register_script(redis, _RENEW)
+        self._release = register_script(redis, _RELEASE)
 
     async def create(self, tenant_id: str, body: CampaignIn, *, follow_up_of: str | None = None) -> Snapshot:
         now = time.time()
