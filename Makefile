@@ -71,7 +71,8 @@ test-slow: $(STAMP)
 # The same end-to-end modules with Redis Cluster (HERALD_TEST_REDIS=cluster: tests/conftest.py starts
 # three Valkey masters per worker and hands out a redis+cluster:// URL), plus the checks marked cluster.
 CLUSTER_TESTS := tests/cluster tests/integration/test_email_e2e.py tests/integration/test_ch_channels.py \
-	tests/integration/test_intake.py tests/integration/test_policy_e2e.py tests/integration/test_autopipeline.py
+	tests/integration/test_intake.py tests/integration/test_policy_e2e.py tests/integration/test_autopipeline.py \
+	tests/integration/test_ch_retries.py tests/integration/test_campaigns.py tests/integration/test_dead_letters.py
 test-cluster: $(STAMP)
 	HERALD_TEST_REDIS=cluster $(BIN)/pytest -m "not slow and not image" -n 2 --dist loadfile \
 		$(PYTEST_FLAGS) $(CLUSTER_TESTS)

@@ -13,7 +13,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from herald_common.dlq import DeadLetterQueue
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, redis_from_url
 from herald_common.settings import CommonSettings, load
 from herald_dev.peers.faults import FaultPlan
 from herald_scheduler.main import serve as serve_scheduler
@@ -62,7 +62,7 @@ async def setup(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
             (serve_scheduler, scheduler_settings(env)),
             (serve_tracker, load(TrackerSettings, **env.settings())),
         ]
-        redis = aioredis.Redis.from_url(infra.redis_url)
+        redis = redis_from_url(infra.redis_url)
         try:
             async with running(*services):
                 yield Setup(env, peers, redis)
