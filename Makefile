@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
 BENCH_FLAGS ?=
 
-.PHONY: help install lock run test test-fast test-slow image test-image lint typecheck format bench soak charts compose-up clean
+.PHONY: help install lock run test test-fast test-slow test-cluster image test-image lint typecheck format bench soak charts compose-up clean
 
 help:
 	@echo "make run        start the whole platform locally (broker, Redis, SMTP peer, every service)"
 	@echo "make test       lint + typecheck + the default test suite (unit, integration, end-to-end, charts)"
 	@echo "make test-slow  soak and chaos runs"
+	@echo "make test-cluster the end-to-end email, SMS and idempotency tests against a three-master Valkey cluster"
 	@echo "make bench      end-to-end throughput and latency, with references measured in the same run"
 	@echo "make soak       20 minutes of steady load: rate, p99 and RSS per minute (not in CI)"
 	@echo "make charts     render and validate the Helm chart scenarios offline"
@@ -61,11 +62,20 @@ test: lint typecheck test-fast
 # Three workers, one test module each at a time: the integration tests mostly wait on the broker, so the
 # default suite takes about half its serial time on two cores. Each worker starts its own broker and Valkey.
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow and not image" -n 3 --dist loadfile $(PYTEST_FLAGS)
+	$(BIN)/pytest -m "not slow and not image and not cluster" -n 3 --dist loadfile $(PYTEST_FLAGS)
 
 # pytest exits 5 when a tier selects no test; an empty tier is not a failure.
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+
+# The same end-to-end modules with Redis Cluster (HERALD_TEST_REDIS=cluster: tests/conftest.py starts
+# three Valkey masters per worker and hands out a redis+cluster:// URL), plus the checks marked cluster.
+CLUSTER_TESTS := tests/cluster tests/integration/test_email_e2e.py tests/integration/test_ch_channels.py \
+	tests/integration/test_intake.py tests/integration/test_policy_e2e.py tests/integration/test_autopipeline.py \
+	tests/integration/test_ch_retries.py tests/integration/test_campaigns.py tests/integration/test_dead_letters.py
+test-cluster: $(STAMP)
+	HERALD_TEST_REDIS=cluster $(BIN)/pytest -m "not slow and not image" -n 2 --dist loadfile \
+		$(PYTEST_FLAGS) $(CLUSTER_TESTS)
 
 # herald:local from the Dockerfile (tools/image/build.sh): podman, or docker where one answers; a local
 # Python base when no registry answers. Prints the size and fails over 200 MB.

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from herald_dev.infra import free_port, start_broker, start_valkey
+from herald_dev.valkey_cluster import valkey_cluster
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,21 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     if os.environ.get("HERALD_TEST_KAFKA_BOOTSTRAP") and os.environ.get("HERALD_TEST_REDIS_URL"):
         yield Infra(os.environ["HERALD_TEST_KAFKA_BOOTSTRAP"], os.environ["HERALD_TEST_REDIS_URL"], 0, work)
         return
-    kport, rport = free_port(), free_port()
+    kport = free_port()
     broker = start_broker(kport, log=work / "broker.log")
-    redis = start_valkey(rport, work / "valkey", appendonly=False, log=work / "valkey.log")
     try:
-        yield Infra(f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", rport, work)
+        if os.environ.get("HERALD_TEST_REDIS") == "cluster":  # make test-cluster: three masters
+            with valkey_cluster(work / "cluster") as ports:
+                yield Infra(f"127.0.0.1:{kport}", f"redis+cluster://127.0.0.1:{ports[0]}", ports[0], work)
+            return
+        rport = free_port()
+        redis = start_valkey(rport, work / "valkey", appendonly=False, log=work / "valkey.log")
+        try:
+            yield Infra(f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", rport, work)
+        finally:
+            redis.stop()
     finally:
         broker.stop()
-        redis.stop()
 
 
 def unique(prefix: str = "t") -> str:

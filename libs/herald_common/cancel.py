@@ -2,11 +2,11 @@
 
 Records in Redis (each with :data:`CANCEL_TTL_S`, longer than anything is held):
 
-- ``…:t:<tenant>:cancel:n:<id>`` — the notification was cancelled (by ``POST /v1/notifications/{id}:cancel``);
-- ``…:t:<tenant>:cancel:k:<key>`` — the time the cancellation key was last cancelled: it cancels every
+- ``…:t:{<tenant>}:cancel:n:<id>`` — the notification was cancelled (``POST …/{id}:cancel``);
+- ``…:t:{<tenant>}:cancel:k:<key>`` — the time the cancellation key was last cancelled: it cancels every
   notification of the tenant carrying that key and *accepted before* that time (a later one with the
   same key, e.g. the next booking's reminder, is not affected);
-- ``…:t:<tenant>:waiting:<key>`` — a set of the notifications with that key the router handed to the
+- ``…:t:{<tenant>}:waiting:<key>`` — a set of the notifications with that key the router handed to the
   scheduler (scheduled for ``send_at`` or held for quiet hours), so a cancel by key can say which
   notifications it stopped and mark them ``cancelled`` at once.
 
@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from herald_common.ids import partition_key
 from herald_common.policy import CANCELLED
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import AutoPipeline, Keys, register_script
 from herald_common.schemas import StatusEvent
 from herald_common.topics import Topics
 
@@ -49,7 +49,7 @@ async def cancel_by_key(redis: aioredis.Redis, keys: Keys, tenant_id: str, key: 
     """Cancel every notification of ``tenant_id`` carrying cancellation key ``key`` accepted before
     ``at`` (Unix seconds). Returns the ids of those that were waiting in the scheduler (the ones still
     on their way through Kafka are stopped by the router or sender when they get there)."""
-    script = redis.register_script(_RAISE)
+    script = register_script(redis, _RAISE)
     ids = await script(
         keys=[keys.cancelled_key(tenant_id, key), keys.waiting_with_key(tenant_id, key)],
         args=[at, CANCEL_TTL_S],
@@ -105,7 +105,9 @@ class Cancellations:
         names = [self.keys.cancelled(tenant_id, notification_id)]
         if key:
             names.append(self.keys.cancelled_key(tenant_id, key))
-        by_id, *by_key = await self._auto.call(lambda pipe: pipe.mget(names))
+        # GETs, not MGET: a cluster pipeline refuses MGET (the keys share a slot all the same)
+        replies = await self._auto.call(lambda pipe: [pipe.get(n) for n in names])
+        by_id, *by_key = replies if key else [replies]
         if by_id is not None:
             return True
         return bool(by_key) and by_key[0] is not None and accepted_at < float(by_key[0])

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from herald_common.durations import DURATION_PATTERN, parse_duration
 from herald_common.fields import whole
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import AutoPipeline, Keys, register_script
 
 MAX_WINDOW_S = 366 * 86400
 
@@ -71,7 +71,7 @@ return 1
 class FrequencyCaps:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.keys = keys
-        self._admit = redis.register_script(_ADMIT)
+        self._admit = register_script(redis, _ADMIT)
         self._auto = AutoPipeline(redis)
 
     async def admit(

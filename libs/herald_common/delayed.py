@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, register_script
 
 _CLAIM = """
 local t = redis.call('TIME')
@@ -173,8 +173,8 @@ class DelayQueue:
             keys.delayed("owners"),
             keys.delayed("claims"),
         ]
-        self._claim = redis.register_script(_CLAIM)
-        self._ack = redis.register_script(_ACK)
+        self._claim = register_script(redis, _CLAIM)
+        self._ack = register_script(redis, _ACK)
 
     async def put(self, item_id: str, record: DelayedRecord, due_at: float) -> None:
         """Hold ``record`` until ``due_at`` (Unix seconds). Replaces an item with the same id."""

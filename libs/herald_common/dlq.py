@@ -229,7 +229,9 @@ class DeadLetterQueue:
         try:
             d = dl.delivery()
             if d is not None:
-                await self.redis.delete(self.keys.ledger(d.delivery_id))  # the sender tries afresh
+                await self.redis.delete(
+                    self.keys.ledger(d.tenant_id, d.delivery_id)
+                )  # the sender tries afresh
                 await self._restart_status(d)
                 value = orjson.dumps(d.model_copy(update={"attempt": 1}).model_dump(exclude_none=True))
             headers = [(k, v) for k, v in dl.raw_headers if k not in _DEAD_LETTER_HEADERS]
@@ -259,8 +261,12 @@ class DeadLetterQueue:
     async def _replayed(self, letters: list[DeadLetter]) -> list[bool]:
         if not letters:
             return []
-        values = await self.redis.mget([self._mark(dl) for dl in letters])
-        return [v is not None for v in values]
+        # EXISTS per mark in one pipeline: the marks are global keys in different cluster slots.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for dl in letters:
+                pipe.exists(self._mark(dl))
+            values = await pipe.execute()
+        return [bool(v) for v in values]
 
     def _mark(self, dl: DeadLetter) -> str:
         return self.keys.dead_letter_replayed(dl.topic, dl.partition, dl.offset)

@@ -6,17 +6,40 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.commands.core import AsyncScript
 
 from herald_common.settings import CommonSettings
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
 
 def make_redis(settings: CommonSettings) -> aioredis.Redis:
+    return redis_from_url(settings.redis_url)
+
+
+def redis_from_url(url: str) -> aioredis.Redis:
+    """The process' client: a single server for ``redis://`` / ``rediss://`` / ``unix://`` URLs, the
+    Redis Cluster client for ``redis+cluster://host:port`` (any node: the client discovers the rest).
+    The cluster client serves the same commands Herald uses (every script and transaction keeps its
+    keys in one slot, README: Redis key layout), so it is typed as the single-server client."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in CLUSTER_SCHEMES:
+        cluster = RedisCluster.from_url(
+            f"{CLUSTER_SCHEMES[scheme]}://{rest}",
+            decode_responses=False,
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+            health_check_interval=30,
+            max_connections=256,
+        )
+        return cast(aioredis.Redis, cluster)
     return aioredis.Redis.from_url(
-        settings.redis_url,
+        url,
         decode_responses=False,
         socket_timeout=5.0,
         socket_connect_timeout=5.0,
@@ -26,58 +49,83 @@ def make_redis(settings: CommonSettings) -> aioredis.Redis:
     )
 
 
+class Script(AsyncScript):
+    """A Lua script that also queues on a cluster pipeline: redis-py's script awaits a cluster
+    pipeline (which would reset its queue) and never loads itself there, so on one it queues EVAL
+    with the body (the server caches it) instead of EVALSHA."""
+
+    async def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            keys, args = list(keys or []), list(args or [])
+            return client.eval(self.script, len(keys), *keys, *args)
+        return await super().__call__(keys, args, client)
+
+
+def register_script(redis: aioredis.Redis, script: str) -> Script:
+    """``redis.register_script`` for either client (see :class:`Script`)."""
+    return Script(redis, script)
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Every Redis key Herald uses. Tenant data is always under the tenant's id."""
+    """Every Redis key Herald uses. Tenant data is always under the tenant's id, in a hash tag
+    (``herald:t:{<tenant>}:…``); the few global keys carry no tag (README: Redis key layout)."""
 
     prefix: str = "herald"
 
+    def t(self, tenant_id: str) -> str:
+        """The start of every tenant-scoped key: the tenant id is the hash tag, so all of a tenant's
+        keys share one Redis Cluster slot and any script or transaction may combine them."""
+        return f"{self.prefix}:t:{{{tenant_id}}}"
+
     def tenant(self, tenant_id: str) -> str:
-        return f"{self.prefix}:tenant:{tenant_id}"
+        return f"{self.t(tenant_id)}:tenant"
 
     def tenant_keys(self, tenant_id: str) -> str:
-        return f"{self.prefix}:tenant:{tenant_id}:keys"
+        return f"{self.t(tenant_id)}:keys"
 
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:apikey:{key_hash}"
 
     def contact(self, tenant_id: str, contact_id: str) -> str:
-        return f"{self.prefix}:t:{tenant_id}:contact:{contact_id}"
+        return f"{self.t(tenant_id)}:contact:{contact_id}"
 
     def template(self, tenant_id: str, template_id: str) -> str:
-        return f"{self.prefix}:t:{tenant_id}:template:{template_id}"
+        return f"{self.t(tenant_id)}:template:{template_id}"
 
     def suppressions(self, tenant_id: str) -> str:
-        return f"{self.prefix}:t:{tenant_id}:suppressed"
+        return f"{self.t(tenant_id)}:suppressed"
 
     def suppression_info(self, tenant_id: str) -> str:
         """Hash: suppressed address → its details (herald_common.suppressions)."""
-        return f"{self.prefix}:t:{tenant_id}:suppression-info"
+        return f"{self.t(tenant_id)}:suppression-info"
 
     def suppression_index(self, tenant_id: str, channel: str) -> str:
         """Sorted set: a channel's suppressed addresses, for paging (herald_common.suppressions)."""
-        return f"{self.prefix}:t:{tenant_id}:suppression-index:{channel}"
+        return f"{self.t(tenant_id)}:suppression-index:{channel}"
 
     def message_log(self, tenant_id: str, contact_id: str) -> str:
         """Sorted set: a contact's notification ids by time (herald_common.message_log)."""
-        return f"{self.prefix}:t:{tenant_id}:log:{contact_id}"
+        return f"{self.t(tenant_id)}:log:{contact_id}"
 
     def stats(self, tenant_id: str, day: str) -> str:
         """Hash: one day's counters per dimension value (herald_common.stats)."""
-        return f"{self.prefix}:t:{tenant_id}:stats:{day}"
+        return f"{self.t(tenant_id)}:stats:{day}"
 
     def notification(self, tenant_id: str, notification_id: str) -> str:
-        return f"{self.prefix}:t:{tenant_id}:n:{notification_id}"
+        return f"{self.t(tenant_id)}:n:{notification_id}"
 
     def idempotency(self, tenant_id: str, key: str) -> str:
-        return f"{self.prefix}:t:{tenant_id}:idem:{key}"
+        return f"{self.t(tenant_id)}:idem:{key}"
 
     def id_secret(self) -> str:
         """The secret that signs notification ids, created once and shared by every gateway."""
         return f"{self.prefix}:id-secret"
 
-    def ledger(self, delivery_id: str) -> str:
-        return f"{self.prefix}:ledger:{delivery_id}"
+    def ledger(self, tenant_id: str, delivery_id: str) -> str:
+        """A delivery's ledger entry: under the tenant, as the sender's begin script reads it with the
+        tenant's cancellation keys."""
+        return f"{self.t(tenant_id)}:ledger:{delivery_id}"
 
     def delayed(self, part: str) -> str:
         """The scheduler's delayed-work keys (``due``, ``leases``, ``items``, ``owners``, ``claims``),
@@ -86,19 +134,19 @@ class Keys:
 
     def cancelled(self, tenant_id: str, notification_id: str) -> str:
         """When a notification was cancelled by id (Unix seconds)."""
-        return f"{self.prefix}:t:{tenant_id}:cancel:n:{notification_id}"
+        return f"{self.t(tenant_id)}:cancel:n:{notification_id}"
 
     def cancelled_key(self, tenant_id: str, key: str) -> str:
         """When a cancellation key was last cancelled: it cancels notifications accepted before then."""
-        return f"{self.prefix}:t:{tenant_id}:cancel:k:{key}"
+        return f"{self.t(tenant_id)}:cancel:k:{key}"
 
     def waiting_with_key(self, tenant_id: str, key: str) -> str:
         """Notifications with a cancellation key waiting in the scheduler (scheduled or held)."""
-        return f"{self.prefix}:t:{tenant_id}:waiting:{key}"
+        return f"{self.t(tenant_id)}:waiting:{key}"
 
     def frequency(self, tenant_id: str, contact: str, category: str) -> str:
         """Notifications counted against a contact's frequency caps of one category."""
-        return f"{self.prefix}:t:{tenant_id}:freq:{category}:{contact}"
+        return f"{self.t(tenant_id)}:freq:{category}:{contact}"
 
     def receipt_seen(self, provider: str, event_id: str) -> str:
         return f"{self.prefix}:receipt:{provider}:{event_id}"
@@ -108,15 +156,15 @@ class Keys:
 
     def contact_index(self, tenant_id: str) -> str:
         """Sorted set (all scores 0, so ordered by id) of the tenant's contact ids: listing without SCAN."""
-        return f"{self.prefix}:t:{tenant_id}:contacts"
+        return f"{self.t(tenant_id)}:contacts"
 
     def campaigns(self, tenant_id: str) -> str:
         """Sorted set of the tenant's campaign ids by creation time (herald_common.campaigns)."""
-        return f"{self.prefix}:t:{tenant_id}:campaigns"
+        return f"{self.t(tenant_id)}:campaigns"
 
     def campaign(self, tenant_id: str, campaign_id: str, part: str = "") -> str:
         """A campaign's hash, or one of its parts (audience, recipients, records, counts, lease…)."""
-        return f"{self.prefix}:t:{tenant_id}:campaign:{campaign_id}" + (f":{part}" if part else "")
+        return f"{self.t(tenant_id)}:campaign:{campaign_id}" + (f":{part}" if part else "")
 
     def campaigns_active(self) -> str:
         """Sorted set of ``tenant\x1fcampaign`` to fan out, scored by when they are due."""
@@ -124,11 +172,11 @@ class Keys:
 
     def webhooks(self, tenant_id: str) -> str:
         """Hash: webhook endpoint id → the endpoint (herald_common.webhooks)."""
-        return f"{self.prefix}:t:{tenant_id}:webhooks"
+        return f"{self.t(tenant_id)}:webhooks"
 
     def webhook_health(self, tenant_id: str, endpoint_id: str) -> str:
         """Hash: one endpoint's failure streak and pause (herald_common.webhooks.store)."""
-        return f"{self.prefix}:t:{tenant_id}:webhook-health:{endpoint_id}"
+        return f"{self.t(tenant_id)}:webhook-health:{endpoint_id}"
 
 
 Build = Callable[[Pipeline], Awaitable[object] | object]
@@ -175,11 +223,12 @@ class AutoPipeline:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for build, _ in batch:
-                    before = len(pipe.command_stack)
+                    before = len(pipe)
                     queued = build(pipe)
-                    if inspect.isawaitable(queued):
+                    # a command returns the pipeline itself; awaiting a cluster pipeline resets it
+                    if inspect.isawaitable(queued) and queued is not pipe:
                         await queued
-                    counts.append(len(pipe.command_stack) - before)
+                    counts.append(len(pipe) - before)
                 replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             for _, future in batch:

@@ -54,7 +54,11 @@ class CommonSettings(BaseSettings):
         None, description="client certificate for mutual TLS (with HERALD_KAFKA_SSL_KEYFILE)"
     )
     kafka_ssl_keyfile: Path | None = Field(None, description="private key of that client certificate")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// (TLS) or unix:// URL")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://, rediss:// (TLS) or unix:// URL; redis+cluster:// or rediss+cluster:// "
+        "(any node of a Redis Cluster) for the cluster client",
+    )
     redis_prefix: str = Field(
         "herald", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="prefix of every Redis key"
     )
@@ -83,8 +87,10 @@ class CommonSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not v.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")):
+            raise ValueError(
+                "must start with redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://"
+            )
         return v
 
     @model_validator(mode="after")

@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import AutoPipeline, Keys, register_script
 from herald_common.schemas import Origin, StatusEvent
 from herald_common.status import RANK, Folded
 
@@ -138,7 +138,7 @@ class Stats:
         self.keys = keys
         self.retention_days = retention_days
         self._auto = AutoPipeline(redis)
-        self._script = redis.register_script(_ADD)
+        self._script = register_script(redis, _ADD)
 
     async def count(
         self,

@@ -42,7 +42,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from herald_common.policy import FELL_BACK
-from herald_common.redisio import AutoPipeline
+from herald_common.redisio import AutoPipeline, register_script
 from herald_common.schemas import Origin, StatusEvent
 
 RANK = {
@@ -143,7 +143,7 @@ class StatusStore:
     def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
-        self._update = redis.register_script(_UPDATE)
+        self._update = register_script(redis, _UPDATE)
         self._auto = AutoPipeline(redis)
 
     async def apply(self, key: str, event: StatusEvent) -> bool:

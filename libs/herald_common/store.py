@@ -63,20 +63,19 @@ class Store:
         record = orjson.dumps(
             {"tenant_id": tenant_id, "key_id": key_id, "name": name, "created_at": now().isoformat()}
         )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.api_key(digest), record)
-            pipe.hset(self.keys.tenant_keys(tenant_id), key_id, digest)
-            await pipe.execute()
+        # Two single-slot steps (the api key is global, the index per tenant): the index first, so a
+        # crash in between leaves at most a listed key that never resolves, which revoke clears.
+        await self.redis.hset(self.keys.tenant_keys(tenant_id), key_id, digest)
+        await self.redis.set(self.keys.api_key(digest), record)
         return key_id, api_key
 
     async def revoke_api_key(self, tenant_id: str, key_id: str) -> bool:
         digest = await self.redis.hget(self.keys.tenant_keys(tenant_id), key_id)
         if digest is None:
             return False
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.api_key(digest.decode()))
-            pipe.hdel(self.keys.tenant_keys(tenant_id), key_id)
-            await pipe.execute()
+        # The global key first: once it is gone the key no longer authenticates, whatever follows.
+        await self.redis.delete(self.keys.api_key(digest.decode()))
+        await self.redis.hdel(self.keys.tenant_keys(tenant_id), key_id)
         return True
 
     async def resolve_api_key(self, api_key: str) -> dict[str, Any] | None:

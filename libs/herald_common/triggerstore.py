@@ -1,8 +1,8 @@
 """Triggers, event outcomes and inline contact upserts in Redis.
 
 Keys (all under the tenant):
-- ``<prefix>:t:<tenant>:trigger:<event type>`` — the trigger (JSON), its version bumped on every PUT;
-- ``<prefix>:t:<tenant>:event:<event id>`` — what the router decided for the event (JSON), with a TTL.
+- ``<prefix>:t:{<tenant>}:trigger:<event type>`` — the trigger (JSON), its version bumped on every PUT;
+- ``<prefix>:t:{<tenant>}:event:<event id>`` — what the router decided for the event (JSON), with a TTL.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ class TriggerStore:
         self.keys = keys
 
     def trigger_key(self, tenant_id: str, event_type: str) -> str:
-        return f"{self.prefix}:t:{tenant_id}:trigger:{event_type}"
+        return f"{self.keys.t(tenant_id)}:trigger:{event_type}"
 
     def event_key(self, tenant_id: str, event_id: str) -> str:
-        return f"{self.prefix}:t:{tenant_id}:event:{event_id}"
+        return f"{self.keys.t(tenant_id)}:event:{event_id}"
 
     # triggers -----------------------------------------------------------------------------------------
     async def _update(self, key: str, change: Callable[[bytes | None], str]) -> None:

@@ -40,6 +40,8 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
+from herald_common.redisio import register_script
+
 _SCRIPT = """
 local tenant = ARGV[1]
 local rate = tonumber(ARGV[2])
@@ -127,7 +129,7 @@ class FairShare:
         self.rate = rate
         self._args = [rate, window_s, tolerance_s, horizon_s, math.ceil((window_s + horizon_s) * 2000)]
         self._lead = lead_s
-        self._script = redis.register_script(_SCRIPT)
+        self._script = register_script(redis, _SCRIPT)
 
     async def ask(self, tenant: str, *, returning: bool = False, now: float | None = None) -> Answer:
         action, delay, busy = await self._script(

@@ -31,6 +31,8 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
+from herald_common.redisio import register_script
+
 Lane = Literal["transactional", "bulk"]
 
 _SCRIPT = """
@@ -116,7 +118,7 @@ class RateLimiter:
         self._recover_interval = recover_interval_s
         # Long enough that an idle key only expires once its bucket would be full anyway.
         self._ttl_ms = math.ceil(max(60.0, 2 * burst / (rate * min_rate_fraction)) * 1000)
-        self._script = redis.register_script(_SCRIPT)
+        self._script = register_script(redis, _SCRIPT)
         self._eff_seen = rate
         self._last_recover = -math.inf
 

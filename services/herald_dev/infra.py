@@ -190,7 +190,14 @@ def valkey_binary() -> str:
     return str(get_binary_path())
 
 
-def start_valkey(port: int, data_dir: Path, *, appendonly: bool = True, log: Path | None = None) -> Managed:
+def start_valkey(
+    port: int,
+    data_dir: Path,
+    *,
+    appendonly: bool = True,
+    log: Path | None = None,
+    extra: Sequence[str] = (),
+) -> Managed:
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         valkey_binary(),
@@ -206,6 +213,7 @@ def start_valkey(port: int, data_dir: Path, *, appendonly: bool = True, log: Pat
         "yes" if appendonly else "no",
         "--protected-mode",
         "yes",
+        *extra,
     ]
     proc = Managed("redis", argv, log=log).start()
     wait_port("127.0.0.1", port, proc=proc.proc)

@@ -94,7 +94,7 @@ class Sender:
             if d.expires_at is not None and d.expires_at < time.time():
                 await self._expired(rec, d)
                 return
-            begin = await self.ledger.begin(d.delivery_id, d.attempt, cancel)
+            begin = await self.ledger.begin(d.tenant_id, d.delivery_id, d.attempt, cancel)
             if begin.outcome == "done":
                 await self._replay(d)
                 return
@@ -113,7 +113,12 @@ class Sender:
                 bound.info("delivery failed", reason=exc.reason, attempt=attempts)
                 await self._durably(
                     partial(
-                        self.ledger.finish, d.delivery_id, "failed", provider=exc.provider, reason=exc.reason
+                        self.ledger.finish,
+                        d.tenant_id,
+                        d.delivery_id,
+                        "failed",
+                        provider=exc.provider,
+                        reason=exc.reason,
                     )
                 )
                 await self._failed(d, attempts, exc.provider, exc.reason)
@@ -143,7 +148,9 @@ class Sender:
             self._observe(started, exc.provider, "dead_lettered")
             bound.warning("delivery dead-lettered", reason=decision.reason, attempt=attempts)
             await self._dead_letter(rec, d, attempts, decision.reason, decision.cause or "attempts_exhausted")
-            await self.ledger.finish(d.delivery_id, "failed", provider=exc.provider, reason=decision.reason)
+            await self.ledger.finish(
+                d.tenant_id, d.delivery_id, "failed", provider=exc.provider, reason=decision.reason
+            )
             await self._failed(d, attempts, exc.provider, decision.reason)
             return False
         self._observe(started, exc.provider, "retried")
@@ -162,7 +169,7 @@ class Sender:
         # The retry is durable in the scheduler's set before the ledger says so and before the
         # handler returns (and the runner commits): a crash in between leaves a stale copy at most.
         await self.report.retry_later(rec, d, attempts + 1, due_at)
-        await self.ledger.schedule(d.delivery_id, attempts + 1, due_at, exc.reason)
+        await self.ledger.schedule(d.tenant_id, d.delivery_id, attempts + 1, due_at, exc.reason)
         await self.report.status(
             d, "retrying", attempts=attempts, provider=exc.provider, reason=exc.reason, next_attempt_at=due_at
         )
@@ -172,6 +179,7 @@ class Sender:
         self._observe(started, result.provider, "sent")
         await self._durably(
             lambda: self.ledger.finish(
+                d.tenant_id,
                 d.delivery_id,
                 "sent",
                 provider=result.provider,
@@ -220,12 +228,12 @@ class Sender:
 
     async def _expired(self, rec: ConsumerRecord, d: Delivery) -> None:
         if d.attempt <= 1:  # never tried: it simply expired on the way
-            await self.ledger.finish(d.delivery_id, "expired", reason="expired before delivery")
+            await self.ledger.finish(d.tenant_id, d.delivery_id, "expired", reason="expired before delivery")
             await self.report.status(d, "expired", reason="expired before delivery")
             return
         reason = f"expired before attempt {d.attempt}"
         await self._dead_letter(rec, d, d.attempt - 1, reason, "expired")
-        await self.ledger.finish(d.delivery_id, "failed", reason=reason)
+        await self.ledger.finish(d.tenant_id, d.delivery_id, "failed", reason=reason)
         await self.report.status(d, "failed", attempts=d.attempt - 1, reason=reason)
 
     def _message(self, d: Delivery) -> OutboundMessage:
@@ -246,13 +254,13 @@ class Sender:
     async def _cancelled(self, d: Delivery) -> None:
         """Cancelled before an attempt (``begin`` found it not yet sent or ended)."""
         metrics.DELIVERIES.labels(self.channel, self.outbound.name, "cancelled").inc()
-        await self.ledger.finish(d.delivery_id, "cancelled", reason="cancelled")
+        await self.ledger.finish(d.tenant_id, d.delivery_id, "cancelled", reason="cancelled")
         await self.report.status(d, "cancelled", reason="cancelled", reason_code=CANCELLED)
 
     async def _replay(self, d: Delivery) -> None:
         """Already done: say so again (the tracker ignores repeats) in case the first status was lost."""
         metrics.DELIVERIES.labels(self.channel, self.outbound.name, "skipped_duplicate").inc()
-        entry = await self.ledger.get(d.delivery_id)
+        entry = await self.ledger.get(d.tenant_id, d.delivery_id)
         if entry is not None and entry.state in DONE:
             falls_back = entry.state == "failed" and await self._falls_back(d)
             await self.report.status(
@@ -292,7 +300,7 @@ class Sender:
         if d.fallback is None:
             return False
         for sibling in d.fallback.siblings:
-            entry = await self.ledger.get(sibling)
+            entry = await self.ledger.get(d.tenant_id, sibling)
             if entry is None or entry.state != "failed":
                 return False
         return True

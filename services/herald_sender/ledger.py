@@ -25,7 +25,7 @@ from typing import Literal
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import AutoPipeline, Keys, register_script
 
 DONE = ("sent", "delivered", "bounced", "failed", "expired", "cancelled")
 
@@ -83,27 +83,34 @@ class Ledger:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
-        self._begin = redis.register_script(_BEGIN)
+        self._begin = register_script(redis, _BEGIN)
         self._auto = AutoPipeline(redis)
 
-    async def begin(self, delivery_id: str, attempt: int, cancel: Cancellable) -> Begin:
+    async def begin(self, tenant_id: str, delivery_id: str, attempt: int, cancel: Cancellable) -> Begin:
         """Start an attempt of a record that carries attempt number ``attempt``, unless its
         notification was cancelled (outcome ``cancelled``, the ledger left as it was)."""
-        keys = [self.keys.ledger(delivery_id), self.keys.cancelled(cancel.tenant_id, cancel.notification_id)]
+        keys = [
+            self.keys.ledger(tenant_id, delivery_id),
+            self.keys.cancelled(cancel.tenant_id, cancel.notification_id),
+        ]
         if cancel.key:
             keys.append(self.keys.cancelled_key(cancel.tenant_id, cancel.key))
         args = [time.time(), attempt, self.ttl_s, cancel.accepted_at, *DONE]
         outcome, attempts = await self._auto.call(lambda pipe: self._begin(keys=keys, args=args, client=pipe))
         return Begin(outcome.decode(), int(attempts))
 
-    async def schedule(self, delivery_id: str, next_attempt: int, due_at: float, reason: str) -> None:
+    async def schedule(
+        self, tenant_id: str, delivery_id: str, next_attempt: int, due_at: float, reason: str
+    ) -> None:
         await self._write(
+            tenant_id,
             delivery_id,
             {"state": "scheduled", "next_attempt": next_attempt, "due_at": due_at, "reason": reason},
         )
 
     async def finish(
         self,
+        tenant_id: str,
         delivery_id: str,
         state: str,
         *,
@@ -112,6 +119,7 @@ class Ledger:
         reason: str | None = None,
     ) -> None:
         await self._write(
+            tenant_id,
             delivery_id,
             {
                 "state": state,
@@ -121,12 +129,12 @@ class Ledger:
             },
         )
 
-    async def reset(self, delivery_id: str) -> None:
+    async def reset(self, tenant_id: str, delivery_id: str) -> None:
         """Forget a delivery, so its next record is attempted afresh (a dead letter replayed)."""
-        await self.redis.delete(self.keys.ledger(delivery_id))
+        await self.redis.delete(self.keys.ledger(tenant_id, delivery_id))
 
-    async def get(self, delivery_id: str) -> Entry | None:
-        raw = await self.redis.hgetall(self.keys.ledger(delivery_id))
+    async def get(self, tenant_id: str, delivery_id: str) -> Entry | None:
+        raw = await self.redis.hgetall(self.keys.ledger(tenant_id, delivery_id))
         if not raw:
             return None
         d = {k.decode(): v.decode() for k, v in raw.items()}
@@ -138,8 +146,8 @@ class Ledger:
             d.get("reason") or None,
         )
 
-    async def _write(self, delivery_id: str, fields: dict[str, str | int | float]) -> None:
-        key, mapping = self.keys.ledger(delivery_id), {**fields, "updated_at": time.time()}
+    async def _write(self, tenant_id: str, delivery_id: str, fields: dict[str, str | int | float]) -> None:
+        key, mapping = self.keys.ledger(tenant_id, delivery_id), {**fields, "updated_at": time.time()}
 
         def build(pipe: Pipeline) -> None:
             pipe.hset(key, mapping=mapping)

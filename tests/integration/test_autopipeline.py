@@ -6,20 +6,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from herald_common.redisio import AutoPipeline
+from herald_common.redisio import AutoPipeline, redis_from_url, register_script
 from tests.conftest import Infra, unique
 
 pytestmark = [pytest.mark.integration]
 
 
 async def test_concurrent_calls_share_a_pipeline_and_get_their_own_replies(infra: Infra) -> None:
-    redis = aioredis.Redis.from_url(infra.redis_url)
+    redis = redis_from_url(infra.redis_url)
     prefix = unique("ap")
     auto = AutoPipeline(redis)
-    script = redis.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    script = register_script(redis, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
     sent: list[int] = []
     original = redis.pipeline
 

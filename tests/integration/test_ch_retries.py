@@ -13,6 +13,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from herald_common.dlq import DeadLetterQueue
+from herald_common.redisio import Keys, redis_from_url
 from herald_common.settings import CommonSettings, load
 from herald_dev.peers.faults import FaultPlan
 from herald_scheduler.main import serve as serve_scheduler
@@ -61,7 +62,7 @@ async def setup(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
             (serve_scheduler, scheduler_settings(env)),
             (serve_tracker, load(TrackerSettings, **env.settings())),
         ]
-        redis = aioredis.Redis.from_url(infra.redis_url)
+        redis = redis_from_url(infra.redis_url)
         try:
             async with running(*services):
                 yield Setup(env, peers, redis)
@@ -130,7 +131,7 @@ async def test_permanent_error_fails_at_once_with_the_providers_reason(setup: Se
     assert status["reason"] == "'To' number is not a valid mobile number"
     assert status["attempts"] == 1 and status["provider"] == "twilio"
     # an address that can never work is suppressed for the tenant
-    assert await setup.redis.sismember(f"{setup.env.prefix}:t:{tenant}:suppressed", NOT_MOBILE)
+    assert await setup.redis.sismember(Keys(setup.env.prefix).suppressions(tenant), NOT_MOBILE)
 
 
 async def test_exhausted_delivery_is_dead_lettered_and_replayed_once(setup: Setup) -> None:

@@ -7,12 +7,11 @@ import time
 from collections import Counter
 
 import pytest
-import redis.asyncio as aioredis
 
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.dlq import read_dead_letters
 from herald_common.kafka import create_topics
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, redis_from_url
 from herald_scheduler.main import serve as serve_scheduler
 from tests.conftest import Infra, unique
 from tests.harness import Env, eventually, running
@@ -27,7 +26,7 @@ def _record(i: int, topic: str = "t") -> DelayedRecord:
 
 async def test_two_schedulers_never_claim_the_same_item(infra: Infra) -> None:
     keys = Keys(unique("sched"))
-    clients = [aioredis.Redis.from_url(infra.redis_url) for _ in range(2)]
+    clients = [redis_from_url(infra.redis_url) for _ in range(2)]
     try:
         a, b = (DelayQueue(c, keys) for c in clients)
         now = time.time()
@@ -58,7 +57,7 @@ async def test_two_schedulers_never_claim_the_same_item(infra: Infra) -> None:
 
 async def test_an_unacked_claim_is_released_again_after_its_lease(infra: Infra) -> None:
     keys = Keys(unique("sched"))
-    redis = aioredis.Redis.from_url(infra.redis_url)
+    redis = redis_from_url(infra.redis_url)
     try:
         queue = DelayQueue(redis, keys)
         now = time.time()
@@ -87,7 +86,7 @@ async def test_scheduler_service_produces_items_when_due_and_not_before(infra: I
     env = Env(infra.bootstrap, infra.redis_url, unique("sched"))
     topic = f"{env.prefix}.released"
     await create_topics(infra.bootstrap, [topic], 2)
-    redis = aioredis.Redis.from_url(infra.redis_url)
+    redis = redis_from_url(infra.redis_url)
     try:
         queue = DelayQueue(redis, Keys(env.prefix))
         settings = [scheduler_settings(env), scheduler_settings(env)]  # two replicas

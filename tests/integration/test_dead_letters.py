@@ -10,7 +10,6 @@ import sys
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
@@ -25,6 +24,7 @@ from herald_common.kafka import (
     make_producer,
 )
 from herald_common.lifecycle import Lifecycle
+from herald_common.redisio import redis_from_url
 from herald_common.settings import CommonSettings, load
 from herald_common.topics import Topics
 from herald_router.main import serve as serve_router
@@ -108,7 +108,7 @@ async def test_dlq_lists_and_replays_the_router_and_tracker_dead_letters(infra: 
     await env.create_topics(partitions=2)
     topics = Topics(env.prefix)
     settings = load(CommonSettings, **env.settings())
-    redis = aioredis.Redis.from_url(infra.redis_url)
+    redis = redis_from_url(infra.redis_url)
     router_before = _dead_letters("router", "poison")
     try:
         services = [

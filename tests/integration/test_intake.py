@@ -12,14 +12,13 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaConnectionError
 
 from herald_common.cache import TTLCache
 from herald_common.ids import NotificationIds
 from herald_common.intake import IdempotencyMismatch, Intake, QueueUnavailable, Submission, fingerprint
 from herald_common.kafka import make_producer
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, redis_from_url
 from herald_common.schemas import NotificationIn
 from herald_common.settings import CommonSettings, load
 from herald_common.store import Store
@@ -111,7 +110,7 @@ async def test_batch_key_in_flight_is_409_for_the_whole_batch(env: Env, api: Api
     api.token = key["api_key"]
     busy = _item("busy@example.com", idempotency_key="busy")
     marker = {"state": "inflight", "fp": fingerprint(NotificationIn.model_validate(busy)), "token": "x"}
-    redis = aioredis.Redis.from_url(env.redis_url)
+    redis = redis_from_url(env.redis_url)
     keys = Keys(env.prefix)
     try:
         await redis.set(keys.idempotency(tenant["id"], "busy"), orjson.dumps(marker), ex=60)
@@ -271,7 +270,7 @@ async def test_deleting_a_contact_erases_it_from_suppressions_and_caps(env: Env,
     api.token = key["api_key"]
     contact = {"email": "gone@example.com", "phone": "+447911123456"}
     assert (await api.call("PUT", "/v1/contacts/m-gone", contact))[0] == 200
-    keys, redis = Keys(env.prefix), aioredis.Redis.from_url(env.redis_url)
+    keys, redis = Keys(env.prefix), redis_from_url(env.redis_url)
     try:
         suppressed = keys.suppressions(tenant["id"])
         await redis.sadd(suppressed, "gone@example.com", "+447911123456", "kept@example.com")
@@ -301,7 +300,7 @@ class _AckLostOnce:
 
 async def test_a_retry_after_a_lost_acknowledgement_is_written_under_the_same_id(env: Env) -> None:
     settings = load(CommonSettings, **env.settings())
-    redis = aioredis.from_url(env.redis_url)
+    redis = redis_from_url(env.redis_url)
     producer = make_producer(settings)
     await producer.start()
     try:

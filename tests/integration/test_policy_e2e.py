@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 from herald_common.caps import FrequencyCap, FrequencyCaps
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, redis_from_url
 from herald_common.settings import load
 from herald_scheduler.main import serve as serve_scheduler
 from herald_sender.main import serve as serve_sender
@@ -205,7 +204,7 @@ async def test_a_cap_of_two_a_day_caps_the_third(stack: Stack) -> None:
 
 
 async def test_cap_script_is_atomic_idempotent_and_rolling(infra: Infra) -> None:
-    redis = aioredis.Redis.from_url(infra.redis_url)
+    redis = redis_from_url(infra.redis_url)
     try:
         caps = FrequencyCaps(redis, Keys(unique("caps")))
         limit = [FrequencyCap(max=5, per="PT10S")]

@@ -12,10 +12,9 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 from herald_common.ids import delivery_id
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, redis_from_url
 from herald_common.settings import load
 from herald_dev.infra import free_port
 from herald_gateway.main import serve as serve_gateway
@@ -207,7 +206,7 @@ async def test_the_message_log_lists_a_contacts_sends_newest_first_in_pages(stac
     )
     assert [e["id"] for e in rest["notifications"]] == [ids[0]] and rest["next_cursor"] is None
     assert (await stack.api.call("DELETE", "/v1/contacts/dee"))[0] == 204
-    redis = aioredis.Redis.from_url(stack.env.redis_url)
+    redis = redis_from_url(stack.env.redis_url)
     try:
         assert not await redis.exists(Keys(stack.env.prefix).message_log(stack.tenant, "dee"))
     finally:
@@ -236,7 +235,7 @@ async def test_import_takes_the_good_lines_and_names_the_bad_ones(stack: Stack) 
     _, entry = await stack.api.call("GET", "/v1/suppressions/email/imp1@example.com")
     assert (entry["reason"], entry["source"]) == ("manual", "import")
     # an address suppressed before entries had details reads "unknown" and is listed
-    redis = aioredis.Redis.from_url(stack.env.redis_url)
+    redis = redis_from_url(stack.env.redis_url)
     try:
         await redis.sadd(Keys(stack.env.prefix).suppressions(stack.tenant), "legacy@example.com")
     finally:
@@ -274,7 +273,7 @@ async def test_a_notification_counts_accepted_once_in_total_and_once_per_channel
 
     await eventually(counted, timeout_s=10)
     assert sum(row["accepted"] for row in (await _stats(stack, "day")).values()) == total + 1
-    redis = aioredis.Redis.from_url(stack.env.redis_url)
+    redis = redis_from_url(stack.env.redis_url)
     try:
         counted_days = [day for day, row in (await _stats(stack, "day")).items() if row["accepted"]]
         assert counted_days

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from herald_common.campaigns.model import OUTCOME_RANK, OUTCOMES, outcome_of
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import AutoPipeline, Keys, register_script
 from herald_common.schemas import StatusEvent
 from herald_common.status import Folded, StatusObserver
 
@@ -82,8 +82,8 @@ def record_keys(keys: Keys, tenant_id: str, campaign_id: str) -> list[str]:
 class Records:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis, self.keys = redis, keys
-        self._move = redis.register_script(_MOVE)
-        self._mark = redis.register_script(_MARK)
+        self._move = register_script(redis, _MOVE)
+        self._mark = register_script(redis, _MARK)
         self._auto = AutoPipeline(redis)
 
     async def move(

@@ -1,13 +1,13 @@
 """Campaigns in Redis: configuration, state, progress, the audience, the fan-out lease.
 
-Per campaign (``…:t:<tenant>:campaign:<id>``), a hash: ``cfg`` (the :class:`Campaign` JSON), ``state``,
+Per campaign (``…:t:{<tenant>}:campaign:<id>``), a hash: ``cfg`` (the :class:`Campaign` JSON), ``state``,
 ``rate`` (recipients per second), ``audience`` (ids uploaded), ``recipients`` (the snapshot's size),
 ``phase`` (``snapshot`` → ``fanout`` → ``done``, or ``cancelling``), the cursors ``snap_cursor`` /
 ``cursor`` (the last contact id handled, ids being taken in order), ``fanned`` (recipients published),
 ``started_at``, ``ended_at``. Beside it: ``audience`` (sorted set of uploaded ids, scores 0, so ordered
 and deduplicated), ``recipients`` (the segment's snapshot), ``lease``, ``paused`` (the flag senders
 read), and the per-recipient record (:mod:`.records`). The tenant's campaigns are listed from
-``…:t:<tenant>:campaigns`` (by creation time); those to fan out from ``…:campaigns:active`` (by when due).
+``…:t:{<tenant>}:campaigns`` (by creation time); those to fan out from ``…:campaigns:active`` (by when due).
 
 Every state change is one script that checks the current state (:meth:`CampaignStore.transition`).
 """
@@ -23,11 +23,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from herald_common.campaigns.model import Campaign, CampaignIn
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, register_script
 
-# KEYS: campaign hash, paused flag, active set. ARGV: allowed states (comma-separated), new state,
-# active member, active score ('' to leave, '-' to remove), pause flag ('1' set, '0' clear, '' leave),
-# then field/value pairs. Returns {1, new} or {0, current}.
+# KEYS: campaign hash, paused flag. ARGV: allowed states (comma-separated), new state, two unused,
+# pause flag ('1' set, '0' clear, '' leave), then field/value pairs. Returns {1, new} or {0, current}.
+# The active set is global (another slot), so CampaignStore.transition updates it around the script.
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {0, ''} end
@@ -36,8 +36,6 @@ for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {0, cur} end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[4] == '-' then redis.call('ZREM', KEYS[3], ARGV[3])
-elseif ARGV[4] ~= '' then redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[3]) end
 if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1')
 elseif ARGV[5] == '0' then redis.call('DEL', KEYS[2]) end
 return {1, ARGV[2]}
@@ -88,11 +86,11 @@ def _text(v: bytes | str) -> str:
 class CampaignStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis, self.keys = redis, keys
-        self._transition = redis.register_script(_TRANSITION)
-        self._append = redis.register_script(_APPEND)
-        self._rate = redis.register_script(_RATE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._transition = register_script(redis, _TRANSITION)
+        self._append = register_script(redis, _APPEND)
+        self._rate = register_script(redis, _RATE)
+        self._renew = register_script(redis, _RENEW)
+        self._release = register_script(redis, _RELEASE)
 
     async def create(self, tenant_id: str, body: CampaignIn, *, follow_up_of: str | None = None) -> Snapshot:
         now = time.time()
@@ -161,9 +159,15 @@ class CampaignStore:
         names = [
             self.keys.campaign(tenant_id, campaign_id),
             self.keys.campaign(tenant_id, campaign_id, "paused"),
-            self.keys.campaigns_active(),
         ]
+        # The global active set is a separate step: an entry is added before the state moves and
+        # removed after it, so a crash in between leaves at most an entry the fan-out skips (it
+        # reads the state), never a running campaign nobody fans out.
+        active_key, member = self.keys.campaigns_active(), args[2]
+        added = await self.redis.zadd(active_key, {member: float(score)}) if score not in ("", "-") else 0
         moved, state = await self._transition(keys=names, args=args)
+        if (moved and score == "-") or (not moved and added):
+            await self.redis.zrem(active_key, member)
         return bool(moved), _text(state)
 
     async def set_rate(self, tenant_id: str, campaign_id: str, rate: float) -> tuple[bool, str]:

@@ -31,6 +31,8 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
+from herald_common.redisio import register_script
+
 INFLIGHT_TTL_S = 60
 
 # One round trip per key: reserve it, or take over an unsure one of the same request (keeping the ids
@@ -95,8 +97,8 @@ class Claim:
 class IdempotencyStore:
     def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
         self.redis, self.ttl_s = redis, ttl_s
-        self._reserve = redis.register_script(_RESERVE)
-        self._release = redis.register_script(_RELEASE)
+        self._reserve = register_script(redis, _RESERVE)
+        self._release = register_script(redis, _RELEASE)
 
     async def reserve(self, wanted: list[tuple[str, str]]) -> list[Claim | dict[str, Any]]:
         """Reserve each (redis key, fingerprint) at once: per key, our :class:`Claim`, or the record

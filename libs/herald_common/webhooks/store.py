@@ -19,7 +19,7 @@ import time
 import orjson
 import redis.asyncio as aioredis
 
-from herald_common.redisio import Keys
+from herald_common.redisio import Keys, register_script
 from herald_common.webhooks.model import Endpoint, Health
 
 _FAILURE = """
@@ -41,7 +41,7 @@ class WebhookStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._failure = redis.register_script(_FAILURE)
+        self._failure = register_script(redis, _FAILURE)
 
     # endpoints ----------------------------------------------------------------------------------------
     async def put(self, endpoint: Endpoint) -> None:
