@@ -213,8 +213,18 @@ def campaign_curl(base: str, api_key: str) -> str:
         f"  echo '{line}' | curl -sS -X POST {base}/v1/campaigns/$C/audience {auth} \\\n"
         "    -H 'Content-Type: application/x-ndjson' --data-binary @-\n"
         f"  curl -sS -X POST {base}/v1/campaigns/$C:start {auth}\n"
-        f"  herald campaigns watch $C --url {base} --api-key {api_key}"
+        f"  {herald_command()} campaigns watch $C --url {base} --api-key {api_key}"
     )
+
+
+def herald_command() -> str:
+    """The ``herald`` beside this interpreter (``.venv/bin/herald`` after ``make run``), as a newcomer's
+    shell can run it without activating the virtualenv."""
+    exe = Path(sys.executable).parent / "herald"
+    if not exe.exists():
+        return "herald"
+    relative = os.path.relpath(exe)
+    return relative if not relative.startswith("..") else str(exe)
 
 
 def banner(
