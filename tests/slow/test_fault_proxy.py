@@ -115,11 +115,12 @@ async def test_latency_and_dropped_connections_lose_nothing(infra: Infra, tmp_pa
             for _ in range(3):  # cut, and keep refusing reconnections for half a second
                 for proxy in (redis_proxy, kafka_proxy):
                     proxy.refusing = True
-                    assert proxy.drop() > 0
+                    proxy.drop()  # may find none open at a moment when nothing was talking
                     await asyncio.sleep(0.5)
                     proxy.refusing = False
                     await asyncio.sleep(0.5)
             ids = await asyncio.wait_for(loading, timeout=60)
+            assert redis_proxy.dropped > 0 and kafka_proxy.dropped > 0  # connections really were cut
             assert len(ids) == N
 
             await eventually(lambda: len({m.rcpt_to[0] for m in capture.snapshot()}) >= N, timeout_s=90)
