@@ -29,8 +29,8 @@ from aiokafka import AIOKafkaProducer
 from herald_common.ids import partition_key
 from herald_common.policy import CANCELLED
 from herald_common.redisio import AutoPipeline, Keys, register_script
-from herald_common.schemas import StatusEvent
 from herald_common.topics import Topics
+from herald_common.wire import StatusEvent
 
 CANCEL_TTL_S = 400 * 86400
 

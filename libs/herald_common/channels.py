@@ -23,7 +23,8 @@ from herald_common.schemas import EmailContent, PushContent, SmsContent
 from herald_common.settings import CHANNELS as CHANNEL_NAMES
 
 if TYPE_CHECKING:
-    from herald_common.schemas import Contact, Tenant, WireRecipient
+    from herald_common.schemas import Contact, Tenant
+from herald_common.wire import WireRecipient
 
 # What a provider's "this address is invalid / gone" answer does to the address.
 InvalidAddressAction = Literal["suppress", "remove_push_token"]

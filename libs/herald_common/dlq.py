@@ -33,10 +33,10 @@ from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, DLQ_REASON, DLQ_S
 from herald_common.kafka.security import client_options
 from herald_common.logging import mask
 from herald_common.redisio import Keys, make_redis
-from herald_common.schemas import Delivery
 from herald_common.settings import CommonSettings
 from herald_common.status import RANK
 from herald_common.topics import DEAD_LETTER_SERVICES, Topics
+from herald_common.wire import Delivery
 
 REPLAY_MARK_TTL_S = 90 * 24 * 3600
 STATUS_TTL_S = 30 * 24 * 3600

@@ -18,8 +18,8 @@ from typing import Final, Literal
 import redis.asyncio as aioredis
 
 from herald_common.redisio import Keys
-from herald_common.schemas import Origin
 from herald_common.stats import Stats
+from herald_common.wire import Origin
 
 Kind = Literal["opened", "clicked", "unsubscribed", "complained"]
 COUNTER: Final[dict[str, str]] = {

@@ -11,8 +11,9 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from herald_common.durations import Duration
 from herald_common.fields import Category, Identifier, JsonObject, _one_of_present
 from herald_common.ids import NotificationIds
-from herald_common.schemas import ContactIn, Routing, Strict, Wire
+from herald_common.schemas import ContactIn, Routing, Strict
 from herald_common.settings import Channel, Lane
+from herald_common.wire import Wire
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_\-]{0,63}(\.[a-z0-9_\-]{1,64}){0,4}$"
 EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN, max_length=200)]

@@ -22,9 +22,9 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from herald_common.redisio import AutoPipeline, Keys
-from herald_common.schemas import StatusEvent
 from herald_common.stats import RecordSettings
 from herald_common.status import Folded, view
+from herald_common.wire import StatusEvent
 
 CURSOR_PATTERN: Final = r"^[0-9]{1,16}\.[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
 _CURSOR = re.compile(CURSOR_PATTERN)

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 from pydantic import Field
 
 from herald_common.kafka import produce_many
-from herald_common.schemas import Wire
 from herald_common.topics import Topics
+from herald_common.wire import Wire
 
 NoticeType = Literal["event.decision", "campaign.progress", "campaign.finished"]
 NOTICE_TYPES: tuple[NoticeType, ...] = ("event.decision", "campaign.progress", "campaign.finished")

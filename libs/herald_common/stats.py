@@ -35,8 +35,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herald_common.redisio import AutoPipeline, Keys, register_script
-from herald_common.schemas import Origin, StatusEvent
 from herald_common.status import RANK, Folded
+from herald_common.wire import Origin, StatusEvent
 
 COUNTERS: Final = (
     "accepted",

@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 
 from herald_common.policy import FELL_BACK
 from herald_common.redisio import AutoPipeline, register_script
-from herald_common.schemas import Origin, StatusEvent
+from herald_common.wire import Origin, StatusEvent
 
 RANK = {
     "accepted": 0,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from herald_common.engagement import Kind
 from herald_common.policy import BOUNCED
-from herald_common.schemas import Status, StatusEvent
 from herald_common.settings import Channel
+from herald_common.wire import Status, StatusEvent
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 from herald_common.engagement import Kind
 from herald_common.policy import BOUNCED, COMPLAINT, UNSUBSCRIBED
-from herald_common.schemas import Status
+from herald_common.wire import Status
 from herald_providers.receipts import Ids, Receipt, ReceiptRefused, Receipts
 from herald_providers.webhooks import (
     SIGNATURE_HEADER,

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import web
 
 from herald_common.policy import INVALID_ADDRESS, UNSUBSCRIBED
-from herald_common.schemas import Status
+from herald_common.wire import Status
 from herald_providers.receipts import Ids, Receipt, ReceiptRefused, Receipts, valid_id
 
 PROVIDER = "twilio"

@@ -36,8 +36,9 @@ from herald_common.conditions import ExpressionError, compile_expression, contac
 from herald_common.ids import NotificationIds
 from herald_common.intake import Intake, QueueUnavailable, Submission
 from herald_common.notices import Notice, NoticeType, publish_notices
-from herald_common.schemas import NotificationIn, Origin, Recipient
+from herald_common.schemas import NotificationIn, Recipient
 from herald_common.store import Store
+from herald_common.wire import Origin
 
 log = structlog.get_logger()
 

@@ -41,9 +41,10 @@ from herald_common.intake import (
 from herald_common.intake.idempotency import INFLIGHT_TTL_S
 from herald_common.kafka import PoisonRecord
 from herald_common.notices import Notice, publish_notices
-from herald_common.schemas import Contact, NotificationIn, Origin, Recipient, Template
+from herald_common.schemas import Contact, NotificationIn, Recipient, Template
 from herald_common.store import Store
 from herald_common.triggerstore import TriggerStore
+from herald_common.wire import Origin
 from herald_common.worker import WorkerContext
 from herald_router.triggers import DelayError, choose_channels, is_stale, send_at
 

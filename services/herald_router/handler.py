@@ -20,20 +20,11 @@ from herald_common.channels import spec
 from herald_common.fields import header_problem
 from herald_common.ids import delivery_id, partition_key
 from herald_common.kafka import MAX_RECORD_BYTES, PoisonRecord, record_size
-from herald_common.schemas import (
-    ChannelContent,
-    Contact,
-    Delivery,
-    Fallback,
-    NotificationRequest,
-    Status,
-    StatusEvent,
-    Template,
-    Tenant,
-)
+from herald_common.schemas import ChannelContent, Contact, Template, Tenant
 from herald_common.store import Store
 from herald_common.templating import TemplateRenderError, template_context
 from herald_common.unsubscribe import CONTENT_FIELD, Links, is_marketing
+from herald_common.wire import Delivery, Fallback, NotificationRequest, Status, StatusEvent
 from herald_common.worker import WorkerContext
 from herald_router.personalise import Personaliser
 from herald_router.policy import RouterPolicy, was_deferred

@@ -20,7 +20,8 @@ from herald_common.caps import FrequencyCaps
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.policy import TRANSACTIONAL
 from herald_common.quiet_hours import next_allowed, resolve
-from herald_common.schemas import Contact, NotificationRequest, Tenant
+from herald_common.schemas import Contact, Tenant
+from herald_common.wire import NotificationRequest
 from herald_common.worker import WorkerContext
 
 DEFERRED_HEADER = "herald-deferred"

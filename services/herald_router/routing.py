@@ -9,7 +9,8 @@ from typing import Any, cast
 
 from herald_common import policy
 from herald_common.channels import CHANNELS, ChannelSpec, spec
-from herald_common.schemas import ChannelContent, Contact, NotificationRequest
+from herald_common.schemas import ChannelContent, Contact
+from herald_common.wire import NotificationRequest
 
 
 @dataclass(slots=True)

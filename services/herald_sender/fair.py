@@ -20,7 +20,7 @@ from aiokafka.structs import ConsumerRecord
 
 from herald_common import metrics
 from herald_common.delayed import DelayedRecord, DelayQueue
-from herald_common.schemas import Delivery
+from herald_common.wire import Delivery
 from herald_providers.fairshare import FairShare
 
 PARKED = "x-herald-fair-parked"

@@ -36,7 +36,7 @@ from herald_common.intake import republish
 from herald_common.kafka import DLQ_ATTEMPTS, DLQ_DELIVERY_ID, Cause, PoisonRecord
 from herald_common.logging import mask
 from herald_common.policy import CANCELLED, FELL_BACK
-from herald_common.schemas import Delivery
+from herald_common.wire import Delivery
 from herald_common.worker import WorkerContext
 from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
 from herald_sender.fair import FairGate

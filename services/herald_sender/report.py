@@ -17,8 +17,8 @@ from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.ids import partition_key
 from herald_common.logging import mask
 from herald_common.policy import INVALID_ADDRESS
-from herald_common.schemas import Delivery, Status, StatusEvent
 from herald_common.store import Store
+from herald_common.wire import Delivery, Status, StatusEvent
 from herald_common.worker import WorkerContext
 
 log = structlog.get_logger()

@@ -11,10 +11,10 @@ from herald_common.campaigns.records import observer as campaign_records
 from herald_common.kafka import Handler, PoisonRecord
 from herald_common.lifecycle import Lifecycle
 from herald_common.message_log import MessageLog
-from herald_common.schemas import StatusEvent
 from herald_common.stats import Stats
 from herald_common.status import StatusObserver, StatusStore
 from herald_common.topics import Topics
+from herald_common.wire import StatusEvent
 from herald_common.worker import WorkerContext, run_worker
 from herald_tracker.settings import TrackerSettings
 

@@ -15,7 +15,6 @@ from aiokafka.structs import ConsumerRecord
 from herald_common.cache import TTLCache
 from herald_common.kafka import PoisonRecord, produce_many
 from herald_common.notices import Notice
-from herald_common.schemas import StatusEvent
 from herald_common.webhooks.model import Endpoint, event_types_for
 from herald_common.webhooks.store import WebhookStore
 from herald_common.webhooks.wire import (
@@ -25,6 +24,7 @@ from herald_common.webhooks.wire import (
     status_body,
     webhook_id,
 )
+from herald_common.wire import StatusEvent
 
 
 class Fanout:

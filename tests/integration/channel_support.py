@@ -18,9 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from herald_common.ids import delivery_id, partition_key
 from herald_common.redisio import Keys
-from herald_common.schemas import Delivery
 from herald_common.settings import load
 from herald_common.topics import Topics
+from herald_common.wire import Delivery
 from herald_dev.peers import FcmPeer, SendGridPeer, TwilioPeer, make_test_service_account, start_peer
 from herald_providers.webhooks import generate_signing_key
 from herald_scheduler.settings import SchedulerSettings

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from herald_common.channels import CHANNELS, ChannelSpec, TemplateField, spec
-from herald_common.schemas import ChannelContent, Contact, NotificationRequest, Tenant, WireRecipient
+from herald_common.schemas import ChannelContent, Contact, Tenant
+from herald_common.wire import NotificationRequest, WireRecipient
 from herald_dev.launcher import channels_off, services
 from herald_providers.registry import PROVIDERS, default_providers, for_channel, missing_for_channel
 from herald_router.routing import addresses_for, plan_channels, requested_channels

@@ -9,18 +9,11 @@ import pytest
 
 from herald_common.ids import NotificationIds, delivery_id, partition_key
 from herald_common.logging import mask
-from herald_common.schemas import (
-    ChannelContent,
-    Contact,
-    ContactIn,
-    NotificationIn,
-    NotificationRequest,
-    Recipient,
-    TemplateIn,
-)
+from herald_common.schemas import ChannelContent, Contact, ContactIn, NotificationIn, Recipient, TemplateIn
 from herald_common.settings import CommonSettings, SettingsError, load
 from herald_common.status import overall, view
 from herald_common.templating import TemplateRenderError, check_syntax, render_channel, template_context
+from herald_common.wire import NotificationRequest
 from herald_providers.base import OutboundMessage
 from herald_providers.smtp import SmtpConfig, build_message
 from herald_router.routing import plan_channels

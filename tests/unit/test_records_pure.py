@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from herald_common.policy import suppression_code
-from herald_common.schemas import StatusEvent
 from herald_common.stats import fields, outcome_counters
 from herald_common.status import Folded
 from herald_common.suppressions import channel_of, valid_address
+from herald_common.wire import StatusEvent
 from herald_providers.receipts_twilio import reply_keyword
 
 
@@ -41,7 +41,7 @@ def test_each_change_counts_its_outcome_once(
 
 
 def test_a_count_goes_to_the_total_and_each_dimension() -> None:
-    from herald_common.schemas import Origin
+    from herald_common.wire import Origin
 
     origin = Origin(template_id="hi", campaign_id="summer", category="marketing")
     assert fields(origin, "email", "opened") == [

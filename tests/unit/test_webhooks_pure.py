@@ -11,10 +11,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from herald_common.backoff import backoff
-from herald_common.schemas import StatusEvent
 from herald_common.webhooks.model import EVENT_TYPES, WebhookIn, event_types_for, new_secret
 from herald_common.webhooks.targets import TargetRefused, check_target
 from herald_common.webhooks.wire import signed_headers, status_body, webhook_id
+from herald_common.wire import StatusEvent
 from herald_webhooks.deliver import retry_after_s
 from herald_webhooks.settings import WebhooksSettings
 

@@ -11,8 +11,9 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from herald_common.conditions import MAX_EXPRESSION_CHARS
 from herald_common.fields import Category, Identifier, JsonObject
 from herald_common.ids import NotificationIds
-from herald_common.schemas import Strict, Wire
+from herald_common.schemas import Strict
 from herald_common.settings import Channel
+from herald_common.wire import Wire
 
 State = Literal["draft", "scheduled", "running", "paused", "completed", "cancelled"]
 STATES: Final = ("draft", "scheduled", "running", "paused", "completed", "cancelled")

@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from herald_common.campaigns.model import OUTCOME_RANK, OUTCOMES, outcome_of
 from herald_common.redisio import AutoPipeline, Keys, register_script
-from herald_common.schemas import StatusEvent
 from herald_common.status import Folded, StatusObserver
+from herald_common.wire import StatusEvent
 
 _RANKS = ", ".join(f"{o}={r}" for o, r in OUTCOME_RANK.items())
 _SLOTS = ", ".join(f"{o}={i + 4}" for i, o in enumerate(OUTCOMES))

@@ -50,10 +50,11 @@ from herald_common.intake.idempotency import (
 )
 from herald_common.kafka import MAX_RECORD_BYTES, SIZE_ERRORS, produce_many, record_size
 from herald_common.redisio import Keys
-from herald_common.schemas import NotificationIn, NotificationRequest, Origin, Tenant
+from herald_common.schemas import NotificationIn, Tenant
 from herald_common.settings import Lane
 from herald_common.store import Store
 from herald_common.topics import Topics
+from herald_common.wire import NotificationRequest, Origin
 
 Admit = Callable[[int, Lane], Awaitable[None]]
 

@@ -33,7 +33,7 @@ from standardwebhooks import Webhook
 
 from herald_common.logging import mask
 from herald_common.notices import Notice
-from herald_common.schemas import StatusEvent
+from herald_common.wire import StatusEvent
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"\+\d{7,15}")
