@@ -22,10 +22,11 @@ from herald_common.settings import load
 from herald_common.topics import Topics
 from herald_common.wire import Delivery
 from herald_dev.peers import FcmPeer, SendGridPeer, TwilioPeer, make_test_service_account, start_peer
+from herald_gateway.settings import GatewaySettings
 from herald_providers.webhooks import generate_signing_key
 from herald_scheduler.settings import SchedulerSettings
 from herald_sender.settings import SenderSettings
-from tests.harness import Env, eventually
+from tests.harness import ADMIN_TOKEN, Env, eventually
 
 TWILIO_SID = "AC" + "0123456789abcdef" * 2
 TWILIO_TOKEN = "twilio-test-auth-token"
@@ -105,6 +106,22 @@ def sender_settings(env: Env, peers: Peers | None, channel: str, **overrides: An
         **overrides,
     }
     return load(SenderSettings, **env.settings(**options))
+
+
+def receipt_gateway_settings(env: Env, peers: Peers, http_port: int) -> GatewaySettings:
+    """A gateway on ``http_port`` that verifies the peers' receipts (SendGrid key, Twilio token) and
+    gives its own base URL for callbacks."""
+    return load(
+        GatewaySettings,
+        **env.settings(
+            http_port=http_port,
+            admin_token=ADMIN_TOKEN,
+            drain_timeout_s=1.0,
+            sendgrid_webhook_public_key=peers.sendgrid_public_key,
+            twilio_auth_token=TWILIO_TOKEN,
+            public_base_url=f"http://127.0.0.1:{http_port}",
+        ),
+    )
 
 
 def scheduler_settings(env: Env, **overrides: Any) -> SchedulerSettings:

@@ -19,7 +19,6 @@ from herald_common.ids import delivery_id
 from herald_common.settings import load
 from herald_dev.infra import free_port
 from herald_gateway.main import serve as serve_gateway
-from herald_gateway.settings import GatewaySettings
 from herald_providers.twilio import compute_signature
 from herald_providers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_event_payload
 from herald_router.main import serve as serve_router
@@ -35,6 +34,7 @@ from tests.integration.channel_support import (
     Peers,
     phone,
     provider_peers,
+    receipt_gateway_settings,
     scheduler_settings,
     sender_settings,
 )
@@ -64,18 +64,7 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
     http_port = free_port()
     base = f"http://127.0.0.1:{http_port}"
     async with provider_peers(tmp_path_factory.mktemp("peers"), webhook_base=base) as peers:
-        gateway = load(
-            GatewaySettings,
-            **env.settings(
-                http_port=http_port,
-                admin_token=ADMIN_TOKEN,
-                drain_timeout_s=1.0,
-                # what the gateway verifies receipts with
-                sendgrid_webhook_public_key=peers.sendgrid_public_key,
-                twilio_auth_token=TWILIO_TOKEN,
-                public_base_url=base,
-            ),
-        )
+        gateway = receipt_gateway_settings(env, peers, http_port)
         services = [
             (serve_gateway, gateway),
             (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),

@@ -18,7 +18,6 @@ from herald_common.redisio import Keys, redis_from_url
 from herald_common.settings import load
 from herald_dev.infra import free_port
 from herald_gateway.main import serve as serve_gateway
-from herald_gateway.settings import GatewaySettings
 from herald_router.main import serve as serve_router
 from herald_router.settings import RouterSettings
 from herald_sender.main import serve as serve_sender
@@ -28,10 +27,10 @@ from tests.conftest import Infra, unique
 from tests.harness import ADMIN_TOKEN, Api, Env, eventually, running
 from tests.integration.channel_support import (
     SENDER_NUMBER,
-    TWILIO_TOKEN,
     Peers,
     phone,
     provider_peers,
+    receipt_gateway_settings,
     sender_settings,
 )
 
@@ -60,17 +59,7 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
     http_port = free_port()
     base = f"http://127.0.0.1:{http_port}"
     async with provider_peers(tmp_path_factory.mktemp("peers"), webhook_base=base) as peers:
-        gateway = load(
-            GatewaySettings,
-            **env.settings(
-                http_port=http_port,
-                admin_token=ADMIN_TOKEN,
-                drain_timeout_s=1.0,
-                sendgrid_webhook_public_key=peers.sendgrid_public_key,
-                twilio_auth_token=TWILIO_TOKEN,
-                public_base_url=base,
-            ),
-        )
+        gateway = receipt_gateway_settings(env, peers, http_port)
         services = [
             (serve_gateway, gateway),
             (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),
