@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -82,6 +83,22 @@ async def email_stack(
             yield Stack(env, Api(http, base), capture, base)
     finally:
         peer.stop()
+
+
+def transactional_email_services(env: Env, http_port: int, smtp_port: int) -> list[tuple[Any, Any]]:
+    """The fewest services that take an email from the API to an SMTP server: gateway, transactional
+    router, tracker, email sender (the slow chaos tests put a fault in front of Redis or Kafka)."""
+    return [
+        (serve_gateway, load(GatewaySettings, **env.settings(http_port=http_port, admin_token=ADMIN_TOKEN))),
+        (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),
+        (serve_tracker, load(TrackerSettings, **env.settings())),
+        (
+            serve_sender,
+            load(
+                SenderSettings, **env.settings(sender_channel="email", smtp_port=smtp_port, smtp_pool_size=4)
+            ),
+        ),
+    ]
 
 
 async def wait_status(stack: Stack, nid: str, want: str, token: str | None = None) -> dict:

@@ -9,19 +9,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from herald_common.settings import load
 from herald_dev.infra import free_port, start_valkey
 from herald_dev.smtp_peer import SmtpCapture, SmtpPeer
-from herald_gateway.main import serve as serve_gateway
-from herald_gateway.settings import GatewaySettings
-from herald_router.main import serve as serve_router
-from herald_router.settings import RouterSettings
-from herald_sender.main import serve as serve_sender
-from herald_sender.settings import SenderSettings
-from herald_tracker.main import serve as serve_tracker
-from herald_tracker.settings import TrackerSettings
 from tests.conftest import Infra, unique
-from tests.harness import ADMIN_TOKEN, Api, Env, eventually, read_topic, running
+from tests.harness import Api, Env, eventually, read_topic, running
+from tests.integration.stack import transactional_email_services
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -36,17 +28,7 @@ async def test_redis_restart_mid_load_loses_nothing(infra: Infra, tmp_path: Path
     env = Env(infra.bootstrap, f"redis://127.0.0.1:{port}/0", unique("rr"), smtp_port=peer.port)
     await env.create_topics(partitions=4)
     http_port = free_port()
-    services = [
-        (serve_gateway, load(GatewaySettings, **env.settings(http_port=http_port, admin_token=ADMIN_TOKEN))),
-        (serve_router, load(RouterSettings, **env.settings(router_lane="transactional"))),
-        (serve_tracker, load(TrackerSettings, **env.settings())),
-        (
-            serve_sender,
-            load(
-                SenderSettings, **env.settings(sender_channel="email", smtp_port=peer.port, smtp_pool_size=4)
-            ),
-        ),
-    ]
+    services = transactional_email_services(env, http_port, peer.port)
     try:
         async with running(*services) as lifecycles, aiohttp.ClientSession() as http:
             api = Api(http, f"http://127.0.0.1:{http_port}")
