@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 
+from bench.report import REPORT
 from bench.stack import ADMIN, Arrivals, BenchStack, CpuMeter, pct, send_all
 from herald_common.redisio import Keys
 from herald_common.schemas import Contact
@@ -105,6 +106,9 @@ async def campaign(
         accepted_tx: dict[int, float] = {}
         meter = CpuMeter(stack)
         meter.start()
+        if REPORT.profiler:
+            pids = {name: p.pid for name, p in stack.services.items() if p.alive()}
+            REPORT.profiler.start("campaign", pids)
         started = time.monotonic()
         await _call(http, "POST", url + ":start", key)
 
@@ -135,6 +139,8 @@ async def campaign(
                 if doc["fanned_out"] >= n:
                     fanned_at = time.monotonic()
         elapsed = time.monotonic() - started
+        if REPORT.profiler:
+            REPORT.profiles["campaign"] = REPORT.profiler.stop(meter.used(max(1, done())))
         await tx
         await sms.wait(len(accepted_tx), 10)
         doc = await _call(http, "GET", url, key)
@@ -159,3 +165,6 @@ async def campaign(
         f"  transactional SMS during the campaign: {len(lat)} sent, accept→peer ms p50 {pct(lat, 50):.0f} "
         f"p99 {pct(lat, 99):.0f}  (bar p99 ≤ 500)"
     )
+    if "campaign" in REPORT.profiles:
+        print("  profile of the campaign (py-spy; share of samples, CPU ms per recipient)")
+        print("\n".join(p.text() for p in REPORT.profiles["campaign"]))

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from herald_common.ids import partition_key
 from herald_common.policy import CANCELLED
-from herald_common.redisio import AutoPipeline, Keys, register_script
+from herald_common.redisio import Keys, auto_pipeline, register_script
 from herald_common.topics import Topics
 from herald_common.wire import StatusEvent
 
@@ -97,7 +97,7 @@ class Cancellations:
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.keys = keys
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
 
     async def is_cancelled(
         self, tenant_id: str, notification_id: str, key: str | None, accepted_at: float

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from herald_common.durations import DURATION_PATTERN, parse_duration
 from herald_common.fields import whole
-from herald_common.redisio import AutoPipeline, Keys, register_script
+from herald_common.redisio import Keys, auto_pipeline, register_script
 
 MAX_WINDOW_S = 366 * 86400
 
@@ -72,7 +72,7 @@ class FrequencyCaps:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.keys = keys
         self._admit = register_script(redis, _ADMIT)
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
 
     async def admit(
         self,

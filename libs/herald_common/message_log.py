@@ -3,7 +3,7 @@
 The tracker's observer adds a notification to a per-contact sorted set (member: notification id,
 score: the time of its first status event) the first time one of its records appears, and trims the
 set to ``HERALD_MESSAGE_LOG_RETENTION_DAYS`` and ``HERALD_MESSAGE_LOG_MAX_ENTRIES`` in the same
-pipeline. Nothing else is copied: a page is one ZREVRANGE and one HGETALL per entry of the
+script call. Nothing else is copied: a page is one ZREVRANGE and one HGETALL per entry of the
 notifications' status hashes (herald_common.status), in one pipeline, so an entry always shows the
 notification's current status. An entry whose status has expired (``HERALD_STATUS_TTL_S``) leaves the
 log when read. Only notifications to a contact (not to inline addresses) are logged; erasing the
@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import Build, Keys, register_script
 from herald_common.stats import RecordSettings
 from herald_common.status import Folded, view
 from herald_common.wire import StatusEvent
@@ -30,6 +30,16 @@ CURSOR_PATTERN: Final = r"^[0-9]{1,16}\.[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
 PAGE_MAX: Final = 100
 _ORIGIN = ("contact_id", "template_id", "category", "campaign_id", "trigger", "event_id")
+
+
+# Add a notification at its first time (a lower score wins), drop what is past the retention or over
+# the most entries kept, and keep the log alive as long as its newest entry: one call per new entry.
+_LOG = """
+redis.call('ZADD', KEYS[1], 'LT', ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+"""
 
 
 def parse_cursor(cursor: str) -> tuple[float, str] | None:
@@ -45,23 +55,22 @@ class MessageLog:
         self.keys = keys
         self.retention_s = settings.message_log_retention_days * 86400
         self.max_entries = settings.message_log_max_entries
-        self._auto = AutoPipeline(redis)
+        self._log = register_script(redis, _LOG)
 
-    async def observe(self, event: StatusEvent, folded: Folded) -> None:
+    def plan(self, event: StatusEvent, folded: Folded) -> Build | None:
         """The tracker's observer: log a notification the first time one of its records appears."""
         origin = folded.origin
         if not folded.applied or folded.previous is not None or origin is None or not origin.contact_id:
-            return
-        key = self.keys.message_log(event.tenant_id, origin.contact_id)
-        horizon = time.time() - self.retention_s
-
-        def build(pipe: Any) -> None:
-            pipe.zadd(key, {event.notification_id: event.at}, lt=True)  # keeps the earliest time
-            pipe.zremrangebyscore(key, "-inf", horizon)
-            pipe.zremrangebyrank(key, 0, -(self.max_entries + 1))
-            pipe.expire(key, self.retention_s)
-
-        await self._auto.call(build)
+            return None
+        keys = [self.keys.message_log(event.tenant_id, origin.contact_id)]
+        args = [
+            event.at,
+            event.notification_id,
+            time.time() - self.retention_s,
+            self.max_entries,
+            self.retention_s,
+        ]
+        return lambda pipe: self._log(keys=keys, args=args, client=pipe)
 
     async def page(
         self, tenant_id: str, contact_id: str, cursor: tuple[float, str] | None, limit: int

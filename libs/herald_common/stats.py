@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from herald_common.redisio import AutoPipeline, Keys, register_script
+from herald_common.redisio import Build, Keys, auto_pipeline, register_script
 from herald_common.status import RANK, Folded
 from herald_common.wire import Origin, StatusEvent
 
@@ -137,7 +137,7 @@ class Stats:
         self.redis = redis
         self.keys = keys
         self.retention_days = retention_days
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
         self._script = register_script(redis, _ADD)
 
     async def count(
@@ -157,17 +157,22 @@ class Stats:
     async def _add(
         self, tenant_id: str, at: float, always: list[str], first: Sequence[str] = (), nkey: str = ""
     ) -> None:
+        await self._auto.call(self._build(tenant_id, at, always, first, nkey))
+
+    def _build(
+        self, tenant_id: str, at: float, always: list[str], first: Sequence[str] = (), nkey: str = ""
+    ) -> Build:
         """One script call: increment ``always``, and ``first`` too when ``nkey``'s counted flag was
         not set yet (setting it); the day's hash gets its expiry when it has none."""
         keys = [self.keys.stats(tenant_id, day_of(at))] + ([nkey] if nkey else [])
         args = [(self.retention_days + 1) * 86400, len(always), *always, *first]
-        await self._auto.call(lambda pipe: self._script(keys=keys, args=args, client=pipe))
+        return lambda pipe: self._script(keys=keys, args=args, client=pipe)
 
-    async def observe(self, event: StatusEvent, folded: Folded) -> None:
-        """The tracker's observer: count what the event changed (see the module's docstring), in one
-        round trip (and one script) per event."""
+    def plan(self, event: StatusEvent, folded: Folded) -> Build | None:
+        """The tracker's observer: count what the event changed (see the module's docstring), with one
+        script call per event."""
         if not folded.changed:
-            return
+            return None
         always = [f for c in outcome_counters(event, folded) for f in fields(folded.origin, event.channel, c)]
         first: list[str] = []
         nkey = ""
@@ -177,7 +182,8 @@ class Stats:
             if event.channel is not None:  # the channel's line counts its deliveries
                 always += fields(None, event.channel, "accepted", total=False)
         if always or first:
-            await self._add(event.tenant_id, event.at, always, first, nkey)
+            return self._build(event.tenant_id, event.at, always, first, nkey)
+        return None
 
     async def read(self, tenant_id: str, start: date, end: date, by: str, today: date | None = None) -> dict:
         """Counters from ``start`` to ``end`` (inclusive, UTC days) grouped by ``by``; the range is

@@ -34,7 +34,7 @@ Engagement (opens, clicks: herald_common.engagement) is kept beside the records,
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from herald_common.policy import FELL_BACK
-from herald_common.redisio import AutoPipeline, register_script
+from herald_common.redisio import Build, auto_pipeline, register_script
 from herald_common.wire import Origin, StatusEvent
 
 RANK = {
@@ -136,7 +136,9 @@ class Folded:
         return self.applied and self.previous != self.status
 
 
-StatusObserver = Callable[[StatusEvent, Folded], Awaitable[None]]
+# An observer plans the Redis commands an event calls for, given what folding it changed (None: none);
+# the tracker sends every observer's commands for an event in one pipeline.
+StatusObserver = Callable[[StatusEvent, Folded], Build | None]
 
 
 class StatusStore:
@@ -144,7 +146,7 @@ class StatusStore:
         self.redis = redis
         self.ttl_s = ttl_s
         self._update = register_script(redis, _UPDATE)
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
 
     async def apply(self, key: str, event: StatusEvent) -> bool:
         """Fold one event in; returns False when it was older than what is stored."""

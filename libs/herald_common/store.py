@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from herald_common.policy import MANUAL
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import Keys, auto_pipeline
 from herald_common.schemas import Contact, ContactIn, Template, TemplateIn, Tenant, TenantIn, TenantPatch
 from herald_common.suppressions import Suppressions
 
@@ -33,7 +33,7 @@ class Store:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._auto = AutoPipeline(redis)  # the router's per-record reads share round trips
+        self._auto = auto_pipeline(redis)  # the router's per-record reads share round trips
         self.suppressions = Suppressions(redis, keys)
 
     # tenants ------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from herald_common.policy import MANUAL, SUPPRESSION_CODES
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import Keys, auto_pipeline
 from herald_common.settings import CHANNELS, Channel
 
 UNKNOWN: Final = "unknown"  # suppressed before entries had details
@@ -93,7 +93,7 @@ class Suppressions:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
 
     async def check(self, tenant_id: str, address: str) -> str | None:
         """Why ``address`` is suppressed (``unknown`` for an entry without details), None if it is not.

@@ -25,7 +25,7 @@ from typing import Literal
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from herald_common.redisio import AutoPipeline, Keys, register_script
+from herald_common.redisio import Keys, auto_pipeline, register_script
 
 DONE = ("sent", "delivered", "bounced", "failed", "expired", "cancelled")
 
@@ -84,7 +84,7 @@ class Ledger:
         self.keys = keys
         self.ttl_s = ttl_s
         self._begin = register_script(redis, _BEGIN)
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
 
     async def begin(self, tenant_id: str, delivery_id: str, attempt: int, cancel: Cancellable) -> Begin:
         """Start an attempt of a record that carries attempt number ``attempt``, unless its

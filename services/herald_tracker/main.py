@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pydantic
 from aiokafka.structs import ConsumerRecord
 
@@ -11,6 +13,7 @@ from herald_common.campaigns.records import observer as campaign_records
 from herald_common.kafka import Handler, PoisonRecord
 from herald_common.lifecycle import Lifecycle
 from herald_common.message_log import MessageLog
+from herald_common.redisio import auto_pipeline, queue_all
 from herald_common.stats import Stats
 from herald_common.status import StatusObserver, StatusStore
 from herald_common.topics import Topics
@@ -26,10 +29,11 @@ async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
         store = StatusStore(ctx.redis, settings.status_ttl_s)
         # What else follows the status stream, each told what an event changed (herald_common.status.Folded).
         observers: list[StatusObserver] = [
-            Stats(ctx.redis, ctx.keys, settings.stats_retention_days).observe,
-            MessageLog(ctx.redis, ctx.keys, settings).observe,
+            Stats(ctx.redis, ctx.keys, settings.stats_retention_days).plan,
+            MessageLog(ctx.redis, ctx.keys, settings).plan,
             campaign_records(Records(ctx.redis, ctx.keys)),
         ]
+        auto = auto_pipeline(ctx.redis)
 
         async def handle(rec: ConsumerRecord) -> None:
             try:
@@ -37,8 +41,9 @@ async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
             except (pydantic.ValidationError, ValueError) as exc:
                 raise PoisonRecord(f"unreadable status event: {exc}") from exc
             folded = await store.fold(ctx.keys.notification(event.tenant_id, event.notification_id), event)
-            for observe in observers:
-                await observe(event, folded)
+            builds = [build for plan in observers if (build := plan(event, folded)) is not None]
+            if builds:  # every observer's commands in one pipeline, one round trip per event
+                await auto.call(partial(queue_all, builds))
             metrics.STATUS_EVENTS.labels(event.status).inc()
 
         return handle, None

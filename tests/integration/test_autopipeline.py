@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from redis.exceptions import ResponseError
+from redis.asyncio import Connection
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
-from herald_common.redisio import AutoPipeline, redis_from_url, register_script
+from herald_common.redisio import AutoPipeline, FastConnection, redis_from_url, register_script
 from tests.conftest import Infra, unique
 
 pytestmark = [pytest.mark.integration]
@@ -50,3 +51,44 @@ async def test_concurrent_calls_share_a_pipeline_and_get_their_own_replies(infra
         assert isinstance(outcome[0], ResponseError) and outcome[1] == b"1"
     finally:
         await redis.aclose()
+
+
+async def test_scripts_are_checked_until_loaded_and_reloaded_when_the_server_lost_them(infra: Infra) -> None:
+    """redis-py asks SCRIPT EXISTS on every pipeline holding a script; a flush asks only until the
+    server has them. When the server forgets them (a restart; SCRIPT FLUSH here), the callers of that
+    flush get NOSCRIPT (retried like any Redis error) and the next flush loads them again."""
+    redis = redis_from_url(infra.redis_url)
+    auto = AutoPipeline(redis)
+    key = unique("ap-script")
+    script = register_script(redis, f"-- {key}\nreturn redis.call('INCR', KEYS[1])")
+
+    async def exists_calls() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_script|exists", {}).get("calls", 0))
+
+    try:
+        before = await exists_calls()
+        assert await auto.call(lambda p: script(keys=[key], client=p)) == 1
+        for i in range(5):
+            assert await auto.call(lambda p: script(keys=[key], client=p)) == i + 2
+        assert await exists_calls() - before == 1  # the first flush only
+
+        await redis.script_flush()
+        with pytest.raises(NoScriptError):
+            await auto.call(lambda p: script(keys=[key], client=p))
+        assert await auto.call(lambda p: script(keys=[key], client=p)) == 7
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
+
+
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    fast, plain = FastConnection(), Connection()
+    for args in [
+        ("SET", "k", "é", b"\x00\xff", 3, 0.1, 1764512345.123456, -7),
+        ("SCRIPT EXISTS", "abc"),
+        ("EVALSHA", "a" * 40, 1, "herald:t:{x}:n", memoryview(b"mv")),
+    ]:
+        assert b"".join(fast.pack_command(*args)) == b"".join(plain.pack_command(*args))
+    with pytest.raises(DataError):
+        fast.pack_command("SET", "k", True)

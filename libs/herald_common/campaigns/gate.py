@@ -13,7 +13,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from herald_common.redisio import AutoPipeline, Keys
+from herald_common.redisio import Keys, auto_pipeline
 
 CACHE_S = 0.4
 PARK_S = 2.0
@@ -22,7 +22,7 @@ PARK_S = 2.0
 class CampaignGate:
     def __init__(self, redis: aioredis.Redis, keys: Keys, cache_s: float = CACHE_S) -> None:
         self.keys, self.cache_s = keys, cache_s
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
         self._known: dict[tuple[str, str], tuple[float, bool]] = {}
 
     async def paused(self, tenant_id: str, campaign_id: str) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from herald_common.campaigns.model import OUTCOME_RANK, OUTCOMES, outcome_of
-from herald_common.redisio import AutoPipeline, Keys, register_script
+from herald_common.redisio import Build, Keys, auto_pipeline, register_script
 from herald_common.status import Folded, StatusObserver
 from herald_common.wire import StatusEvent
 
@@ -84,15 +84,22 @@ class Records:
         self.redis, self.keys = redis, keys
         self._move = register_script(redis, _MOVE)
         self._mark = register_script(redis, _MARK)
-        self._auto = AutoPipeline(redis)
+        self._auto = auto_pipeline(redis)
 
     async def move(
         self, tenant_id: str, campaign_id: str, contact_id: str, outcome: str, reason: str
     ) -> bool:
         """Move one recipient to ``outcome`` (if it ranks above its current one); True when it moved."""
+        return bool(
+            await self._auto.call(self.move_build(tenant_id, campaign_id, contact_id, outcome, reason))
+        )
+
+    def move_build(
+        self, tenant_id: str, campaign_id: str, contact_id: str, outcome: str, reason: str
+    ) -> Build:
         names = record_keys(self.keys, tenant_id, campaign_id)
         args = [contact_id, outcome, reason]
-        return bool(await self._auto.call(lambda pipe: self._move(keys=names, args=args, client=pipe)))
+        return lambda pipe: self._move(keys=names, args=args, client=pipe)
 
     async def checkpoint(
         self,
@@ -147,12 +154,13 @@ class Records:
 def observer(records: Records) -> StatusObserver:
     """The tracker's observer: a status event of a campaign's notification moves its recipient on."""
 
-    async def observe(event: StatusEvent, folded: Folded) -> None:
+    def plan(event: StatusEvent, folded: Folded) -> Build | None:
         origin = folded.origin
         if origin is None or origin.campaign_id is None or origin.contact_id is None or not folded.changed:
-            return
+            return None
         found = outcome_of(event.status, event.reason_code)
-        if found is not None:
-            await records.move(event.tenant_id, origin.campaign_id, origin.contact_id, *found)
+        if found is None:
+            return None
+        return records.move_build(event.tenant_id, origin.campaign_id, origin.contact_id, *found)
 
-    return observe
+    return plan
