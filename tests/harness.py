@@ -155,14 +155,11 @@ def free_ports(n: int) -> list[int]:
 
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Any]:
-    """Every record currently in ``topic`` (all partitions, from the beginning; envelopes opened into
-    their items), without a group.
+    """Every record currently in ``topic`` (all partitions, from the beginning), without a group.
 
     The end of each partition is the high-water mark the fetch responses report (the broker's
     ListOffsets answer is not relied on)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from herald_common.kafka import open_record
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -175,7 +172,7 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> lis
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for recs in batch.values():
-                records.extend(item for rec in recs for item in open_record(rec))  # envelopes opened
+                records.extend(recs)
             highs = {tp: consumer.highwater(tp) for tp in tps}
             if all(h is not None for h in highs.values()) and all(
                 [await consumer.position(tp) >= h for tp, h in highs.items() if h is not None]

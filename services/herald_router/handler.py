@@ -19,7 +19,7 @@ from herald_common.cache import TTLCache
 from herald_common.channels import spec
 from herald_common.fields import header_problem
 from herald_common.ids import delivery_id, partition_key
-from herald_common.kafka import MAX_RECORD_BYTES, PoisonRecord, envelopes, record_size
+from herald_common.kafka import MAX_RECORD_BYTES, PoisonRecord, record_size
 from herald_common.schemas import ChannelContent, Contact, Template, Tenant
 from herald_common.store import Store
 from herald_common.templating import TemplateRenderError, template_context
@@ -101,7 +101,6 @@ class Router:
         self.templates: TTLCache[Template] = TTLCache(template_cache_s)
         self.tenants: TTLCache[Tenant] = TTLCache(template_cache_s)
         self.policy = RouterPolicy(ctx)
-        self.envelopes = envelopes(ctx.producer)
         self.personaliser = Personaliser()
 
     async def handle(self, rec: ConsumerRecord) -> None:
@@ -266,7 +265,7 @@ class Router:
                 topic = self.ctx.topics.status
             payload = orjson.dumps(item.model_dump(exclude_none=True))
             k = key or partition_key(item.tenant_id, item.notification_id)
-            futures.append(self.envelopes.send(topic, payload, k))  # with other handlers' records
+            futures.append(await self.ctx.producer.send(topic, payload, key=k))
         if futures:
             await asyncio.gather(*futures)
 

@@ -15,7 +15,6 @@ from herald_common import metrics
 from herald_common.channels import spec
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.ids import partition_key
-from herald_common.kafka import envelopes
 from herald_common.logging import mask
 from herald_common.policy import INVALID_ADDRESS
 from herald_common.store import Store
@@ -31,7 +30,6 @@ class Reporter:
         self.provider_name = provider_name
         self.store = Store(ctx.redis, ctx.keys)
         self.delayed = DelayQueue(ctx.redis, ctx.keys)
-        self.envelopes = envelopes(ctx.producer)
 
     async def status(self, d: Delivery, status: Status, **fields: Any) -> None:
         event = StatusEvent(
@@ -45,10 +43,10 @@ class Reporter:
             origin=d.origin,
             **fields,
         )
-        await self.envelopes.send(  # with the statuses other deliveries report in the same turn
+        await self.ctx.producer.send_and_wait(
             self.ctx.topics.status,
             orjson.dumps(event.model_dump(exclude_none=True)),
-            partition_key(d.tenant_id, d.notification_id),
+            key=partition_key(d.tenant_id, d.notification_id),
         )
 
     async def retry_later(self, rec: ConsumerRecord, d: Delivery, next_attempt: int, due_at: float) -> None:

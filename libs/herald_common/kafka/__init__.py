@@ -1,7 +1,6 @@
 """Kafka plumbing, one concept per module:
 
 - ``producer`` — the shared producer (acks=all, crc32 partitioner) and ``produce_many``;
-- ``envelope`` — many small records of a partition as one (``Envelopes`` gathers single sends);
 - ``admin`` — topic creation;
 - ``policies`` — ``CommitPolicy``, ``Backpressure``, ``ErrorPolicy`` → ``Decision`` (pure);
 - ``offsets`` — what is safe to commit per partition;
@@ -21,7 +20,6 @@ from herald_common.kafka.deadletter import (
     Cause,
     DeadLetters,
 )
-from herald_common.kafka.envelope import Envelopes, envelopes, open_record
 from herald_common.kafka.offsets import Offsets
 from herald_common.kafka.policies import (
     Backpressure,
@@ -57,7 +55,6 @@ __all__ = [
     "ConsumerRunner",
     "DeadLetters",
     "Decision",
-    "Envelopes",
     "ErrorPolicy",
     "Handler",
     "Offsets",
@@ -65,10 +62,8 @@ __all__ = [
     "Record",
     "crc32_partitioner",
     "create_topics",
-    "envelopes",
     "fits",
     "make_producer",
-    "open_record",
     "produce_many",
     "record_size",
 ]

@@ -2,8 +2,7 @@
 
 The committable offset of a partition is one past the longest run of handled records from the last
 commit on: a record still in flight holds back every later offset of its partition, so nothing
-unfinished is ever committed. An envelope (herald_common.kafka.envelope) is one offset for several
-items: it counts as handled when the last of them is. ``in_flight`` counts items."""
+unfinished is ever committed."""
 
 from __future__ import annotations
 
@@ -18,25 +17,16 @@ class Offsets:
         self._done: dict[TopicPartition, set[int]] = defaultdict(set)
         self._committable: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self._left: dict[tuple[TopicPartition, int], int] = {}  # envelopes: items not handled yet
         self.in_flight = 0
 
-    def fetched(self, tp: TopicPartition, offset: int, items: int = 1) -> None:
+    def fetched(self, tp: TopicPartition, offset: int) -> None:
         self._pending[tp].append(offset)
-        if items != 1:
-            self._left[(tp, offset)] = items
-        self.in_flight += items
+        self.in_flight += 1
 
     def handled(self, tp: TopicPartition, offset: int) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
-        left = self._left.get((tp, offset))
-        if left is not None:
-            if left > 1:
-                self._left[(tp, offset)] = left - 1
-                return
-            del self._left[(tp, offset)]
         pending, done = self._pending[tp], self._done[tp]
         done.add(offset)
+        self.in_flight = max(0, self.in_flight - 1)
         while pending and pending[0] in done:
             first = pending.popleft()
             done.discard(first)
@@ -55,8 +45,7 @@ class Offsets:
 
     def forget(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
-            for offset in self._pending.pop(tp, ()):
-                self.in_flight = max(0, self.in_flight - self._left.pop((tp, offset), 1))
+            self.in_flight = max(0, self.in_flight - len(self._pending.pop(tp, ())))
             self._done.pop(tp, None)
             self._committable.pop(tp, None)
             self._committed.pop(tp, None)

@@ -6,7 +6,7 @@ import asyncio
 import random
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -20,7 +20,6 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from herald_common.kafka import envelope
 from herald_common.kafka.security import client_options
 from herald_common.settings import CommonSettings
 
@@ -90,8 +89,7 @@ async def produce_many(
     acknowledged.
 
     Records are grouped per partition (same partitioner as :func:`crc32_partitioner`) into a few
-    record batches instead of one future per message, and the records without headers of a partition
-    travel in envelopes (herald_common.kafka.envelope): a few broker records for many messages."""
+    record batches instead of one future per message: the batch intake path's main saving."""
     partitions = sorted(await producer.partitions_for(topic))
     by_partition: dict[int, list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]] = defaultdict(list)
     for i, (key, value) in enumerate(records):
@@ -100,7 +98,7 @@ async def produce_many(
     futures = []
     for partition, items in by_partition.items():
         batch = producer.create_batch()
-        for key, value, extra in _enveloped(items):
+        for key, value, extra in items:
             if batch.append(key=key, value=value, timestamp=None, headers=extra) is None:
                 batch.close()
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
@@ -109,30 +107,3 @@ async def produce_many(
         batch.close()
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*futures)
-
-
-Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
-
-
-def _enveloped(items: list[Record]) -> Iterator[Record]:
-    """One partition's records, in order, each run of two or more without headers as envelopes."""
-    run: list[tuple[bytes | None, bytes]] = []
-
-    def flush() -> Iterator[Record]:
-        if len(run) == 1:
-            yield run[0][0], run[0][1], []
-        elif run:
-            for chunk in envelope.chunks(run):
-                if len(chunk) == 1:
-                    yield chunk[0][0], chunk[0][1], []
-                else:
-                    yield None, envelope.pack(chunk), list(envelope.MARK)
-        run.clear()
-
-    for key, value, extra in items:
-        if extra:
-            yield from flush()
-            yield key, value, extra
-        else:
-            run.append((key, value))
-    yield from flush()

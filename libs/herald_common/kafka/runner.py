@@ -1,12 +1,11 @@
 """The consumer runner: at-least-once consumption with per-key order.
 
-Records with the same key are handled one after another in offset order, other keys concurrently up to a
-bound (an envelope's items are records of their own here, herald_common.kafka.envelope); it keeps
-fetching while older records are in flight (bounded), and periodically commits, per partition, only the
-offsets before the first unfinished record, after flushing the producer. A crash at any instant leaves
-unfinished records uncommitted, so they are redelivered; handlers make redelivery harmless (the sender's
-ledger). When to commit, how much to fetch and what a handler's error leads to are decided by the
-policies (herald_common.kafka.policies); this module only acts.
+Records with the same key are handled one after another in offset order, other keys concurrently up
+to a bound; it keeps fetching while older records are in flight (bounded), and periodically commits,
+per partition, only the offsets before the first unfinished record, after flushing the producer. A
+crash at any instant leaves unfinished records uncommitted, so they are redelivered; handlers make
+redelivery harmless (the sender's ledger). When to commit, how much to fetch and what a handler's
+error leads to are decided by the policies (herald_common.kafka.policies); this module only acts.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from prometheus_client import Counter, Gauge
 
 from herald_common import metrics
 from herald_common.kafka.deadletter import DeadLetters
-from herald_common.kafka.envelope import open_record
 from herald_common.kafka.offsets import Offsets
 from herald_common.kafka.policies import Backpressure, CommitPolicy, ErrorPolicy
 from herald_common.kafka.security import client_options
@@ -173,10 +171,8 @@ class ConsumerRunner:
                 consumed = self._consumed[tp.topic] = metrics.MESSAGES_CONSUMED.labels(self.service, tp.topic)
             consumed.inc(len(records))
             for rec in records:
-                items = open_record(rec)  # an envelope's items, else the record itself
-                self._offsets.fetched(tp, rec.offset, len(items))
-                for item in items:
-                    self._enqueue(item)
+                self._offsets.fetched(tp, rec.offset)
+                self._enqueue(rec)
         self._record_lag(batch)
 
     def _enqueue(self, rec: ConsumerRecord) -> None:
