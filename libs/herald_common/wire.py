@@ -4,6 +4,7 @@ on every hop."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,8 +60,10 @@ class NotificationRequest(Wire):
     cancellation_key: str | None = None
     origin: Origin | None = None
 
+    @cached_property
     def full_origin(self) -> Origin:
-        """The origin the caller gave, completed with the request's own contact, template and category."""
+        """The origin the caller gave, completed with the request's own contact, template and category
+        (built once per request: every status and delivery of it carries the same)."""
         given = self.origin
         return Origin(
             contact_id=self.to.contact_id,

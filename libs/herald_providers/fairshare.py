@@ -40,7 +40,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from herald_common.redisio import register_script
+from herald_common.redisio import auto_pipeline, register_script
 
 _SCRIPT = """
 local tenant = ARGV[1]
@@ -130,16 +130,18 @@ class FairShare:
         self._args = [rate, window_s, tolerance_s, horizon_s, math.ceil((window_s + horizon_s) * 2000)]
         self._lead = lead_s
         self._script = register_script(redis, _SCRIPT)
+        self._auto = auto_pipeline(redis)
 
     async def ask(self, tenant: str, *, returning: bool = False, now: float | None = None) -> Answer:
-        action, delay, busy = await self._script(
-            keys=[self.key, self.busy_key, self.bucket_key],
-            args=[
-                tenant,
-                *self._args,
-                "1" if returning else "0",
-                "" if now is None else repr(now),
-                self._lead,
-            ],
+        keys = [self.key, self.busy_key, self.bucket_key]
+        args = [
+            tenant,
+            *self._args,
+            "1" if returning else "0",
+            "" if now is None else repr(now),
+            self._lead,
+        ]
+        action, delay, busy = await self._auto.call(
+            lambda pipe: self._script(keys=keys, args=args, client=pipe)
         )
         return Answer(action.decode(), float(delay), int(busy))

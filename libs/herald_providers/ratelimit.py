@@ -31,7 +31,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from herald_common.redisio import register_script
+from herald_common.redisio import auto_pipeline, register_script
 
 Lane = Literal["transactional", "bulk"]
 
@@ -119,6 +119,7 @@ class RateLimiter:
         # Long enough that an idle key only expires once its bucket would be full anyway.
         self._ttl_ms = math.ceil(max(60.0, 2 * burst / (rate * min_rate_fraction)) * 1000)
         self._script = register_script(redis, _SCRIPT)
+        self._auto = auto_pipeline(redis)  # shares the round trips of the sender's other commands
         self._eff_seen = rate
         self._last_recover = -math.inf
 
@@ -157,7 +158,6 @@ class RateLimiter:
         return self._eff_seen
 
     async def _run(self, op: str, *args: float) -> tuple[float, float]:
-        wait, eff = await self._script(
-            keys=[self.key], args=[op, self.rate, self.burst, self._min_fraction, self._ttl_ms, *args]
-        )
+        keys, argv = [self.key], [op, self.rate, self.burst, self._min_fraction, self._ttl_ms, *args]
+        wait, eff = await self._auto.call(lambda pipe: self._script(keys=keys, args=argv, client=pipe))
         return float(wait), float(eff)

@@ -189,7 +189,7 @@ class Router:
         if was_deferred(rec):
             out.append(self._status(req, "accepted"))  # no longer scheduled or held
             await self.policy.released(req)
-        origin = req.full_origin()
+        origin = req.full_origin
         for plan in plans:
             if plan.skip_status is None:
                 try:
@@ -292,7 +292,7 @@ class Router:
             reason=reason,
             reason_code=code,
             next_attempt_at=release_at,
-            origin=req.full_origin(),
+            origin=req.full_origin,
         )
 
     async def _template(self, tenant_id: str, template_id: str) -> Template | None:

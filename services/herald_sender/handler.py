@@ -26,6 +26,7 @@ import pydantic
 import structlog
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
 from herald_common import metrics
@@ -69,6 +70,7 @@ class Sender:
             max_delay_s=settings.retry_max_delay_s,
             inplace_max_s=settings.retry_inplace_max_s,
         )
+        self._children: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         self.fair = None
         if outbound.fair is not None:
             self.fair = FairGate(outbound.fair, self.report.delayed, self._sleep_unless_draining)
@@ -78,9 +80,6 @@ class Sender:
             d = Delivery.model_validate_json(rec.value)
         except (pydantic.ValidationError, ValueError) as exc:
             raise PoisonRecord(f"unreadable delivery: {exc}") from exc
-        bound = log.bind(
-            tenant=d.tenant_id, notification=d.notification_id, delivery=d.delivery_id, to=mask(d.to)
-        )
         msg = self._message(d)
         cancel = Cancellable(d.tenant_id, d.notification_id, d.cancellation_key, d.accepted_at)
         campaign = d.origin.campaign_id if d.origin is not None else None
@@ -110,7 +109,7 @@ class Sender:
                 result = await self.outbound.send(msg)
             except PermanentError as exc:
                 self._observe(started, exc.provider, "failed")
-                bound.info("delivery failed", reason=exc.reason, attempt=attempts)
+                _bound(d).info("delivery failed", reason=exc.reason, attempt=attempts)
                 await self._durably(
                     partial(
                         self.ledger.finish,
@@ -126,7 +125,7 @@ class Sender:
                     await self.report.invalid_address(d, _contact_id(rec, d))
                 return
             except TransientError as exc:
-                if await self._after_transient(rec, d, attempts, exc, started, bound):
+                if await self._after_transient(rec, d, attempts, exc, started):
                     continue
                 return
             await self._sent(d, attempts, result, started)
@@ -139,9 +138,9 @@ class Sender:
         attempts: int,
         exc: TransientError,
         started: float,
-        bound: structlog.typing.FilteringBoundLogger,
     ) -> bool:
         """Act on a transient failure; True means try again now (after an in-place wait)."""
+        bound = _bound(d)
         now = time.time()
         decision = self.retry.decide(attempts, exc, now=now, expires_at=d.expires_at)
         if decision.action == "dead_letter":
@@ -319,8 +318,19 @@ class Sender:
 
     def _observe(self, started: float, provider: str | None, status: str) -> None:
         name = provider or self.outbound.name
-        metrics.PROVIDER_LATENCY.labels(self.channel, name).observe(time.perf_counter() - started)
-        metrics.DELIVERIES.labels(self.channel, name, status).inc()
+        children = self._children.get((name, status))
+        if children is None:  # resolved once per provider and outcome, not per message
+            children = self._children[(name, status)] = (
+                metrics.PROVIDER_LATENCY.labels(self.channel, name),
+                metrics.DELIVERIES.labels(self.channel, name, status),
+            )
+        children[0].observe(time.perf_counter() - started)
+        children[1].inc()
+
+
+def _bound(d: Delivery) -> structlog.typing.FilteringBoundLogger:
+    """The delivery's logger, bound only when there is something to say (never on the sent path)."""
+    return log.bind(tenant=d.tenant_id, notification=d.notification_id, delivery=d.delivery_id, to=mask(d.to))
 
 
 def _contact_id(rec: ConsumerRecord, d: Delivery) -> str | None:
