@@ -154,6 +154,30 @@ class StatusStore:
 
     async def fold(self, key: str, event: StatusEvent) -> Folded:
         """Fold one event in and say what changed (see :class:`Folded`)."""
+        return (await self.fold_many([(key, event)]))[0]
+
+    async def fold_many(self, items: list[tuple[str, StatusEvent]]) -> list[Folded]:
+        """Fold events in, in order (one script call each, all in one pipeline): what each changed."""
+        calls = [self._args(event) for _, event in items]
+
+        async def build(pipe: Any) -> None:
+            for (key, _), args in zip(items, calls, strict=True):
+                await self._update(keys=[key], args=args, client=pipe)
+
+        replies = await self._auto.call(build)
+        if len(items) == 1:
+            replies = [replies]
+        return [
+            Folded(
+                applied=bool(applied),
+                status=event.status,
+                previous=_text(previous) or None,
+                origin=_origin(stored),
+            )
+            for (_, event), (applied, previous, stored) in zip(items, replies, strict=True)
+        ]
+
+    def _args(self, event: StatusEvent) -> list[Any]:
         field = f"c:{event.channel}" if event.channel else "n"
         record = {
             "status": event.status,
@@ -167,22 +191,17 @@ class StatusStore:
         }
         record = {k: v for k, v in record.items() if v is not None}
         origin = event.origin.model_dump_json(exclude_none=True) if event.origin is not None else ""
-        args = [field, orjson.dumps(record), RANK[event.status], self.ttl_s, origin]
-        applied, previous, stored = await self._auto.call(
-            lambda pipe: self._update(keys=[key], args=args, client=pipe)
-        )
-        return Folded(
-            applied=bool(applied),
-            status=event.status,
-            previous=_text(previous) or None,
-            origin=Origin.model_validate_json(stored) if stored else None,
-        )
+        return [field, orjson.dumps(record), RANK[event.status], self.ttl_s, origin]
 
     async def read(self, key: str, notification_id: str, accepted_at: float) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(key)
         if not raw and time.time() - accepted_at > self.ttl_s:
             return None  # long gone
         return view(notification_id, accepted_at, {k.decode(): v for k, v in raw.items()})
+
+
+def _origin(stored: bytes | None) -> Origin | None:
+    return Origin.model_validate_json(stored) if stored else None
 
 
 def _text(value: bytes | str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import partial
 
 import pydantic
@@ -10,10 +11,10 @@ from aiokafka.structs import ConsumerRecord
 from herald_common import metrics
 from herald_common.campaigns.records import Records
 from herald_common.campaigns.records import observer as campaign_records
-from herald_common.kafka import Handler, PoisonRecord
+from herald_common.kafka import PoisonRecord
 from herald_common.lifecycle import Lifecycle
 from herald_common.message_log import MessageLog
-from herald_common.redisio import auto_pipeline, queue_all
+from herald_common.redisio import AutoPipeline, auto_pipeline, queue_all
 from herald_common.stats import Stats
 from herald_common.status import StatusObserver, StatusStore
 from herald_common.topics import Topics
@@ -22,31 +23,62 @@ from herald_common.worker import WorkerContext, run_worker
 from herald_tracker.settings import TrackerSettings
 
 
-async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
-    topics = Topics(settings.kafka_topic_prefix)
+class Tracker:
+    """The status topic's handler. Each fetched batch is folded at once (``many``: the runner's batch
+    mode), since a fold is ranked and never depends on the order events arrive in: one pipeline of fold
+    scripts for the batch, then one of every observer's commands. A record alone (a batch's fallback)
+    goes through ``__call__``."""
 
-    async def make_handler(ctx: WorkerContext) -> tuple[Handler, None]:
-        store = StatusStore(ctx.redis, settings.status_ttl_s)
+    def __init__(self, ctx: WorkerContext, settings: TrackerSettings) -> None:
+        self.keys = ctx.keys
+        self.store = StatusStore(ctx.redis, settings.status_ttl_s)
         # What else follows the status stream, each told what an event changed (herald_common.status.Folded).
-        observers: list[StatusObserver] = [
+        self.observers: list[StatusObserver] = [
             Stats(ctx.redis, ctx.keys, settings.stats_retention_days).plan,
             MessageLog(ctx.redis, ctx.keys, settings).plan,
             campaign_records(Records(ctx.redis, ctx.keys)),
         ]
-        auto = auto_pipeline(ctx.redis)
+        self.auto: AutoPipeline = auto_pipeline(ctx.redis)
 
-        async def handle(rec: ConsumerRecord) -> None:
+    async def __call__(self, rec: ConsumerRecord) -> None:
+        try:
+            event = StatusEvent.model_validate_json(rec.value)
+        except (pydantic.ValidationError, ValueError) as exc:
+            raise PoisonRecord(f"unreadable status event: {exc}") from exc
+        await self._fold([event])
+
+    async def many(self, recs: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        events: list[StatusEvent] = []
+        unreadable: list[ConsumerRecord] = []
+        for rec in recs:
             try:
-                event = StatusEvent.model_validate_json(rec.value)
-            except (pydantic.ValidationError, ValueError) as exc:
-                raise PoisonRecord(f"unreadable status event: {exc}") from exc
-            folded = await store.fold(ctx.keys.notification(event.tenant_id, event.notification_id), event)
-            builds = [build for plan in observers if (build := plan(event, folded)) is not None]
-            if builds:  # every observer's commands in one pipeline, one round trip per event
-                await auto.call(partial(queue_all, builds))
-            metrics.STATUS_EVENTS.labels(event.status).inc()
+                events.append(StatusEvent.model_validate_json(rec.value))
+            except (pydantic.ValidationError, ValueError):
+                unreadable.append(rec)
+        if events:
+            await self._fold(events)
+        return unreadable
 
-        return handle, None
+    async def _fold(self, events: list[StatusEvent]) -> None:
+        keys = [self.keys.notification(e.tenant_id, e.notification_id) for e in events]
+        folded = await self.store.fold_many(list(zip(keys, events, strict=True)))
+        builds = [
+            build
+            for event, done in zip(events, folded, strict=True)
+            for plan in self.observers
+            if (build := plan(event, done)) is not None
+        ]
+        if builds:  # every observer's commands for the whole batch in one pipeline
+            await self.auto.call(partial(queue_all, builds))
+        for status, n in Counter(e.status for e in events).items():
+            metrics.STATUS_EVENTS.labels(status).inc(n)
+
+
+async def serve(settings: TrackerSettings, lifecycle: Lifecycle) -> None:
+    topics = Topics(settings.kafka_topic_prefix)
+
+    async def make_handler(ctx: WorkerContext) -> tuple[Tracker, None]:
+        return Tracker(ctx, settings), None
 
     await run_worker(
         service="tracker",

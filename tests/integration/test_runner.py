@@ -9,11 +9,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from herald_common.kafka import ConsumerRunner, create_topics, make_producer
+from herald_common.kafka import ConsumerRunner, ErrorPolicy, PoisonRecord, create_topics, make_producer
 from herald_common.lifecycle import Lifecycle
 from herald_common.settings import ConsumerSettings, load
 from tests.conftest import Infra, unique
-from tests.harness import eventually
+from tests.harness import eventually, read_topic
 
 pytestmark = [pytest.mark.integration]
 
@@ -82,6 +82,75 @@ async def test_slow_record_blocks_only_its_key_and_holds_back_commits(infra: Inf
 
         async def all_committed() -> bool:
             return await _committed(infra.bootstrap, group, tp) == 22
+
+        await eventually(all_committed, timeout_s=10, interval_s=0.2)
+    finally:
+        lifecycle.request_stop("test")
+        await asyncio.wait_for(task, timeout=20)
+        await producer.stop()
+
+
+class _Folding:
+    """A batch-mode handler (``many``) that fails its first batch and cannot read one record."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[bytes]] = []
+        self.single: list[bytes] = []
+        self.failed_once = False
+
+    async def __call__(self, rec: ConsumerRecord) -> None:
+        self.single.append(rec.value)
+        if rec.value == b"bad":
+            raise PoisonRecord("unreadable")
+
+    async def many(self, recs: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        if not self.failed_once:
+            self.failed_once = True
+            raise RuntimeError("first batch fails")
+        self.batches.append([r.value for r in recs])
+        return [r for r in recs if r.value == b"bad"]
+
+
+async def test_a_batch_handler_takes_fetched_batches_whole_and_its_unreadable_records_are_dead_lettered(
+    infra: Infra,
+) -> None:
+    topic, group, dlq = unique("batch"), unique("g"), unique("dlq")
+    await create_topics(infra.bootstrap, [topic, dlq], 1)
+    settings = runner_settings(infra)
+    producer = make_producer(settings)
+    await producer.start()
+    values = [f"v{i}".encode() for i in range(30)]
+    values.insert(7, b"bad")
+    for value in values:
+        await producer.send(topic, value, key=value)
+    await producer.flush()
+    handler = _Folding()
+    lifecycle = Lifecycle()
+    runner = ConsumerRunner(
+        service="test",
+        topics=[topic],
+        group_id=group,
+        settings=settings,
+        handler=handler,
+        producer=producer,
+        lifecycle=lifecycle,
+        error_policy=ErrorPolicy(dead_letter_topic=dlq, base_delay_s=0.01),
+    )
+    await runner.start()
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: sum(len(b) for b in handler.batches) >= len(values), timeout_s=30)
+        assert sorted(v for b in handler.batches for v in b) == sorted(values)  # retried whole, once
+        assert len(handler.batches) < len(values)  # batches, not one call per record
+        assert handler.single == [b"bad"]  # only the unreadable record went through the single path
+
+        async def dead_lettered() -> bool:
+            return [r.value for r in await read_topic(infra.bootstrap, dlq, timeout_s=2)] == [b"bad"]
+
+        await eventually(dead_lettered, timeout_s=15, interval_s=0.3)
+
+        async def all_committed() -> bool:
+            return await _committed(infra.bootstrap, group, TopicPartition(topic, 0)) == len(values)
 
         await eventually(all_committed, timeout_s=10, interval_s=0.2)
     finally:

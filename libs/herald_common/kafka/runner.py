@@ -34,6 +34,10 @@ log = structlog.get_logger()
 
 Record = ConsumerRecord
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
+# A handler with a ``many`` method takes each fetched batch at once (see ConsumerRunner): it returns the
+# records it could not read, which the runner hands to the handler itself (which refuses them with
+# PoisonRecord) so that the error policy deals with them as with any record.
+BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[list[ConsumerRecord]]]
 
 _RETRY_LOG = {
     "retry": "handler failed; retrying",
@@ -77,12 +81,19 @@ class ConsumerRunner:
         metadata_refresh_s: float | None = None,
     ) -> None:
         """``pattern`` (a regular expression over topic names) subscribes instead of ``topics``: topics
-        created later that match it are picked up within ``metadata_refresh_s``."""
+        created later that match it are picked up within ``metadata_refresh_s``.
+
+        A ``handler`` with a ``many`` method (:data:`BatchHandler`) is given each fetched batch whole, as
+        one task, whatever its keys: for handlers whose effects do not depend on order (the tracker's
+        rank-based status fold), a batch's Redis work is then one or two round trips and no task per
+        record. A batch that fails is retried whole as the error policy says; when the policy would
+        dead-letter it, its records go one by one through ``handler`` instead, so only the bad one is."""
         self.service = service
         self.topics = list(topics)
         self.pattern = pattern
         self.group_id = group_id
         self.handler = handler
+        self.batch_handler: BatchHandler | None = getattr(handler, "many", None)
         self.producer = producer
         self.lifecycle = lifecycle
         self.commit_policy = CommitPolicy(
@@ -172,8 +183,62 @@ class ConsumerRunner:
             consumed.inc(len(records))
             for rec in records:
                 self._offsets.fetched(tp, rec.offset)
-                self._enqueue(rec)
+                if self.batch_handler is None:
+                    self._enqueue(rec)
+        if self.batch_handler is not None and batch:
+            self._spawn(self._run_batch([rec for records in batch.values() for rec in records]))
         self._record_lag(batch)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    async def _run_batch(self, recs: list[ConsumerRecord]) -> None:
+        try:
+            async with self._sem:
+                self._inflight.inc(len(recs))
+                started = time.perf_counter()
+                try:
+                    await self._batch_with_policy(recs)
+                finally:
+                    self._inflight.dec(len(recs))
+                    self._latency.observe(time.perf_counter() - started)
+        except Exception as exc:  # only while draining: leave the batch uncommitted for the next owner
+            log.info("batch abandoned while draining; it will be redelivered", error=repr(exc))
+            self._offsets.abandoned(len(recs))
+            self._progress.set()
+            return
+        for rec in recs:
+            self._offsets.handled(TopicPartition(rec.topic, rec.partition), rec.offset)
+        self._progress.set()
+
+    async def _batch_with_policy(self, recs: list[ConsumerRecord]) -> None:
+        assert self.batch_handler is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                poison = await self.batch_handler(recs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._errors.inc()
+                decision = self.error_policy.decide(exc, attempt, draining=self.lifecycle.stopping.is_set())
+                if decision.action == "give_up":
+                    raise
+                if decision.action == "dead_letter":  # find the record that fails: one at a time
+                    log.warning("batch failed; handling its records one by one", error=repr(exc))
+                    for rec in recs:
+                        await self._handle_with_policy(rec)
+                    return
+                log.warning(_RETRY_LOG[decision.action], attempt=attempt, records=len(recs), error=repr(exc))
+                self.lifecycle.beat()
+                await asyncio.sleep(decision.delay_s)
+                continue
+            for rec in poison:  # the single handler refuses it again, and the policy dead-letters it
+                await self._handle_with_policy(rec)
+            return
 
     def _enqueue(self, rec: ConsumerRecord) -> None:
         """Records with the same key run one after another, in offset order; other keys concurrently."""
