@@ -228,6 +228,22 @@ def _skip_known_scripts(pipe: Any, loaded: set[str]) -> set[str]:
     return shas
 
 
+async def execute(redis: aioredis.Redis, pipe: Any, *, raise_on_error: bool = True) -> list[Any]:
+    """``pipe.execute()``, checking its scripts only until ``redis``'s server is known to hold them."""
+    loaded = _LOADED.setdefault(redis, set())
+    scripts = _skip_known_scripts(pipe, loaded)
+    try:
+        replies: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
+    except NoScriptError:
+        loaded.clear()  # the server lost its scripts (a restart): the next execute loads them
+        raise
+    if any(isinstance(r, NoScriptError) for r in replies):
+        loaded.clear()
+    else:
+        loaded.update(scripts)
+    return replies
+
+
 async def queue_all(builds: list[Build], pipe: Pipeline) -> None:
     """Queue several builds' commands on one pipeline, in order (one :meth:`AutoPipeline.call`)."""
     for build in builds:
@@ -283,13 +299,7 @@ class AutoPipeline:
                     if inspect.isawaitable(queued) and queued is not pipe:
                         await queued
                     counts.append(len(pipe) - before)
-                loaded = _LOADED.setdefault(self.redis, set())
-                scripts = _skip_known_scripts(pipe, loaded)
-                replies = await pipe.execute(raise_on_error=False)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                loaded.clear()  # the server lost its scripts (a restart): the next flush loads them
-            else:
-                loaded.update(scripts)
+                replies = await execute(self.redis, pipe, raise_on_error=False)
         except Exception as exc:
             for _, future in batch:
                 if not future.done():

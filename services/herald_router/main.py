@@ -47,8 +47,12 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
         )
         tenant_events = TenantEvents(ctx, ids, events, tenant_cache_s=settings.template_cache_s)
 
+        requests = topics.requests(settings.router_lane)
+
         async def handle(rec: ConsumerRecord) -> None:
-            if rec.topic == topics.events:
+            if rec.topic == requests:  # the common case first: no topic-name matching
+                await router.handle(rec)
+            elif rec.topic == topics.events:
                 await events.handle(rec)
             elif (tenant_id := topics.tenant_of(rec.topic)) is not None:
                 await tenant_events.handle(rec, tenant_id)

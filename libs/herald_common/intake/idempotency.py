@@ -31,7 +31,7 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from herald_common.redisio import register_script
+from herald_common.redisio import execute, register_script
 
 INFLIGHT_TTL_S = 60
 
@@ -111,7 +111,7 @@ class IdempotencyStore:
             for (key, fp), token in zip(wanted, tokens, strict=True):
                 marker = orjson.dumps({"state": "inflight", "fp": fp, "token": token})
                 await self._reserve(keys=[key], args=[marker, INFLIGHT_TTL_S, fp], client=pipe)
-            found = await pipe.execute()
+            found = await execute(self.redis, pipe)  # its script checked only until loaded
         out: list[Claim | dict[str, Any]] = []
         for (key, fp), token, held in zip(wanted, tokens, found, strict=True):
             if held is None:
@@ -152,4 +152,4 @@ class IdempotencyStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for claim, record in outcome:
                 await self._release(keys=[claim.key], args=[claim.token, record, self.ttl_s], client=pipe)
-            await pipe.execute()
+            await execute(self.redis, pipe)
