@@ -39,7 +39,7 @@ from herald_common.logging import mask
 from herald_common.policy import CANCELLED, FELL_BACK
 from herald_common.wire import Delivery
 from herald_common.worker import WorkerContext
-from herald_providers.base import OutboundMessage, PermanentError, SendResult, TransientError
+from herald_providers.base import OutboundMessage, PermanentError, ProviderError, SendResult, TransientError
 from herald_sender.fair import FairGate
 from herald_sender.ledger import DONE, Cancellable, Ledger
 from herald_sender.outbound import Outbound
@@ -80,7 +80,7 @@ class Sender:
             d = Delivery.model_validate_json(rec.value)
         except (pydantic.ValidationError, ValueError) as exc:
             raise PoisonRecord(f"unreadable delivery: {exc}") from exc
-        msg = self._message(d)
+        msg = self.message(d)
         cancel = Cancellable(d.tenant_id, d.notification_id, d.cancellation_key, d.accepted_at)
         campaign = d.origin.campaign_id if d.origin is not None else None
         if campaign is not None and await self.campaigns.paused(d.tenant_id, campaign):
@@ -107,29 +107,36 @@ class Sender:
             started = time.perf_counter()
             try:
                 result = await self.outbound.send(msg)
-            except PermanentError as exc:
-                self._observe(started, exc.provider, "failed")
-                _bound(d).info("delivery failed", reason=exc.reason, attempt=attempts)
-                await self._durably(
-                    partial(
-                        self.ledger.finish,
-                        d.tenant_id,
-                        d.delivery_id,
-                        "failed",
-                        provider=exc.provider,
-                        reason=exc.reason,
-                    )
-                )
-                await self._failed(d, attempts, exc.provider, exc.reason)
-                if exc.invalid_recipient:
-                    await self.report.invalid_address(d, _contact_id(rec, d))
-                return
-            except TransientError as exc:
-                if await self._after_transient(rec, d, attempts, exc, started):
+            except (PermanentError, TransientError) as exc:
+                if await self.after_error(rec, d, attempts, exc, started):
                     continue
                 return
             await self._sent(d, attempts, result, started)
             return
+
+    async def after_error(
+        self, rec: ConsumerRecord, d: Delivery, attempts: int, exc: ProviderError, started: float
+    ) -> bool:
+        """Act on the provider's refusal of attempt ``attempts``; True means try again now (after an
+        in-place wait)."""
+        if isinstance(exc, TransientError):
+            return await self._after_transient(rec, d, attempts, exc, started)
+        self.observe(started, exc.provider, "failed")
+        _bound(d).info("delivery failed", reason=exc.reason, attempt=attempts)
+        await self.durably(
+            partial(
+                self.ledger.finish,
+                d.tenant_id,
+                d.delivery_id,
+                "failed",
+                provider=exc.provider,
+                reason=exc.reason,
+            )
+        )
+        await self._failed(d, attempts, exc.provider, exc.reason)
+        if isinstance(exc, PermanentError) and exc.invalid_recipient:
+            await self.report.invalid_address(d, _contact_id(rec, d))
+        return False
 
     async def _after_transient(
         self,
@@ -144,7 +151,7 @@ class Sender:
         now = time.time()
         decision = self.retry.decide(attempts, exc, now=now, expires_at=d.expires_at)
         if decision.action == "dead_letter":
-            self._observe(started, exc.provider, "dead_lettered")
+            self.observe(started, exc.provider, "dead_lettered")
             bound.warning("delivery dead-lettered", reason=decision.reason, attempt=attempts)
             await self._dead_letter(rec, d, attempts, decision.reason, decision.cause or "attempts_exhausted")
             await self.ledger.finish(
@@ -152,7 +159,7 @@ class Sender:
             )
             await self._failed(d, attempts, exc.provider, decision.reason)
             return False
-        self._observe(started, exc.provider, "retried")
+        self.observe(started, exc.provider, "retried")
         bound.info(
             "transient failure; retrying",
             reason=exc.reason,
@@ -175,8 +182,8 @@ class Sender:
         return False
 
     async def _sent(self, d: Delivery, attempts: int, result: SendResult, started: float) -> None:
-        self._observe(started, result.provider, "sent")
-        await self._durably(
+        self.observe(started, result.provider, "sent")
+        await self.durably(
             lambda: self.ledger.finish(
                 d.tenant_id,
                 d.delivery_id,
@@ -185,7 +192,7 @@ class Sender:
                 provider_message_id=result.provider_message_id,
             )
         )
-        await self._durably(
+        await self.durably(
             lambda: self.report.status(
                 d,
                 "sent",
@@ -195,7 +202,7 @@ class Sender:
             )
         )
 
-    async def _durably(self, step: Callable[[], Awaitable[object]]) -> None:
+    async def durably(self, step: Callable[[], Awaitable[object]]) -> None:
         """Record an outcome the provider already gave, retrying through a Redis or Kafka outage.
 
         Raising instead would re-run the whole handler and send the message a second time. Only a
@@ -235,7 +242,7 @@ class Sender:
         await self.ledger.finish(d.tenant_id, d.delivery_id, "failed", reason=reason)
         await self.report.status(d, "failed", attempts=d.attempt - 1, reason=reason)
 
-    def _message(self, d: Delivery) -> OutboundMessage:
+    def message(self, d: Delivery) -> OutboundMessage:
         content = d.content
         if not content.get("from"):
             fallback = spec(d.channel).fallback_identity(self.settings)
@@ -278,7 +285,7 @@ class Sender:
         """Report the delivery failed for good (its ledger entry already says so) and, for routing
         ``first``, move the notification on to its next channel."""
         falls_back = await self._falls_back(d)
-        await self._durably(
+        await self.durably(
             partial(
                 self.report.status,
                 d,
@@ -308,7 +315,7 @@ class Sender:
         """Publish the notification again for its next channels (same id: a repeat leads to the same
         delivery ids, which the ledger sends once)."""
         assert d.fallback is not None
-        await self._durably(partial(republish, self.ctx.producer, self.ctx.topics, d.fallback.request))
+        await self.durably(partial(republish, self.ctx.producer, self.ctx.topics, d.fallback.request))
         metrics.DELIVERIES.labels(self.channel, self.outbound.name, "fell_back").inc()
         log.info(
             "falling back to the next channel",
@@ -316,7 +323,7 @@ class Sender:
             channels=d.fallback.request.channels,
         )
 
-    def _observe(self, started: float, provider: str | None, status: str) -> None:
+    def observe(self, started: float, provider: str | None, status: str) -> None:
         name = provider or self.outbound.name
         children = self._children.get((name, status))
         if children is None:  # resolved once per provider and outcome, not per message

@@ -89,15 +89,29 @@ class Ledger:
     async def begin(self, tenant_id: str, delivery_id: str, attempt: int, cancel: Cancellable) -> Begin:
         """Start an attempt of a record that carries attempt number ``attempt``, unless its
         notification was cancelled (outcome ``cancelled``, the ledger left as it was)."""
-        keys = [
-            self.keys.ledger(tenant_id, delivery_id),
-            self.keys.cancelled(cancel.tenant_id, cancel.notification_id),
-        ]
-        if cancel.key:
-            keys.append(self.keys.cancelled_key(cancel.tenant_id, cancel.key))
-        args = [time.time(), attempt, self.ttl_s, cancel.accepted_at, *DONE]
-        outcome, attempts = await self._auto.call(lambda pipe: self._begin(keys=keys, args=args, client=pipe))
-        return Begin(outcome.decode(), int(attempts))
+        return (await self.begin_many([(tenant_id, delivery_id, attempt, cancel)]))[0]
+
+    async def begin_many(self, items: list[tuple[str, str, int, Cancellable]]) -> list[Begin]:
+        """:meth:`begin` for many deliveries, in one pipeline."""
+        now = time.time()
+        calls = []
+        for tenant_id, delivery_id, attempt, cancel in items:
+            keys = [
+                self.keys.ledger(tenant_id, delivery_id),
+                self.keys.cancelled(cancel.tenant_id, cancel.notification_id),
+            ]
+            if cancel.key:
+                keys.append(self.keys.cancelled_key(cancel.tenant_id, cancel.key))
+            calls.append((keys, [now, attempt, self.ttl_s, cancel.accepted_at, *DONE]))
+
+        async def build(pipe: Pipeline) -> None:
+            for keys, args in calls:
+                await self._begin(keys=keys, args=args, client=pipe)
+
+        replies = await self._auto.call(build)
+        if len(calls) == 1:
+            replies = [replies]
+        return [Begin(outcome.decode(), int(attempts)) for outcome, attempts in replies]
 
     async def schedule(
         self, tenant_id: str, delivery_id: str, next_attempt: int, due_at: float, reason: str
@@ -146,11 +160,25 @@ class Ledger:
             d.get("reason") or None,
         )
 
+    async def sent_many(self, items: list[tuple[str, str, str, str]]) -> None:
+        """``finish(…, "sent", …)`` for many (tenant, delivery, provider, provider message id), at once."""
+        await self._write_many(
+            [
+                (t, did, {"state": "sent", "provider": p, "provider_message_id": mid, "reason": ""})
+                for t, did, p, mid in items
+            ]
+        )
+
     async def _write(self, tenant_id: str, delivery_id: str, fields: dict[str, str | int | float]) -> None:
-        key, mapping = self.keys.ledger(tenant_id, delivery_id), {**fields, "updated_at": time.time()}
+        await self._write_many([(tenant_id, delivery_id, fields)])
+
+    async def _write_many(self, items: list[tuple[str, str, dict[str, str | int | float]]]) -> None:
+        now = time.time()
+        writes = [(self.keys.ledger(t, did), {**fields, "updated_at": now}) for t, did, fields in items]
 
         def build(pipe: Pipeline) -> None:
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, self.ttl_s)
+            for key, mapping in writes:
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, self.ttl_s)
 
         await self._auto.call(build)

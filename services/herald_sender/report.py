@@ -15,6 +15,7 @@ from herald_common import metrics
 from herald_common.channels import spec
 from herald_common.delayed import DelayedRecord, DelayQueue
 from herald_common.ids import partition_key
+from herald_common.kafka import produce_many
 from herald_common.logging import mask
 from herald_common.policy import INVALID_ADDRESS
 from herald_common.store import Store
@@ -32,6 +33,21 @@ class Reporter:
         self.delayed = DelayQueue(ctx.redis, ctx.keys)
 
     async def status(self, d: Delivery, status: Status, **fields: Any) -> None:
+        await self.ctx.producer.send_and_wait(
+            self.ctx.topics.status,
+            self._event(d, status, **fields),
+            key=partition_key(d.tenant_id, d.notification_id),
+        )
+
+    async def statuses(self, items: list[tuple[Delivery, Status, dict[str, Any]]]) -> None:
+        """Many status events, produced together (record batches per partition) and acknowledged."""
+        records = [
+            (partition_key(d.tenant_id, d.notification_id), self._event(d, status, **fields))
+            for d, status, fields in items
+        ]
+        await produce_many(self.ctx.producer, self.ctx.topics.status, records)
+
+    def _event(self, d: Delivery, status: Status, **fields: Any) -> bytes:
         event = StatusEvent(
             tenant_id=d.tenant_id,
             notification_id=d.notification_id,
@@ -43,11 +59,7 @@ class Reporter:
             origin=d.origin,
             **fields,
         )
-        await self.ctx.producer.send_and_wait(
-            self.ctx.topics.status,
-            orjson.dumps(event.model_dump(exclude_none=True)),
-            key=partition_key(d.tenant_id, d.notification_id),
-        )
+        return orjson.dumps(event.model_dump(exclude_none=True))
 
     async def retry_later(self, rec: ConsumerRecord, d: Delivery, next_attempt: int, due_at: float) -> None:
         """Hand attempt ``next_attempt`` to the scheduler, which produces it back onto this topic."""

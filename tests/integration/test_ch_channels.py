@@ -260,6 +260,36 @@ async def test_identical_emails_are_batched_into_few_sendgrid_requests(stack: St
     assert sorted(m["to"] for m in stack.peers.sendgrid.messages if m["to"] in addresses) == sorted(addresses)
 
 
+async def test_a_batch_refused_in_part_reaches_everyone_once(stack: Stack) -> None:
+    """The batching sender takes fetched batches whole; when the provider answers every other request
+    500, the refused deliveries are retried on their own and every member gets exactly one email."""
+    addresses = [f"{unique('part')}@example.com" for _ in range(30)]
+    items = [
+        {"to": {"email": a}, "content": {"email": {"subject": "Encore", "text": "One more night"}}}
+        for a in addresses
+    ]
+    stack.peers.sendgrid.faults.error_rate = 0.5
+    try:
+        status, body = await stack.api.call("POST", "/v1/notifications:batch", {"notifications": items})
+        assert status == 202, body
+        ids = [r["id"] for r in body["notifications"]]
+        await eventually(
+            lambda: {m["to"] for m in stack.peers.sendgrid.messages} >= set(addresses), timeout_s=30
+        )
+    finally:
+        stack.peers.sendgrid.faults.error_rate = 0.0
+
+    async def all_reached() -> bool:  # sent, or delivered when the peer's receipt came already
+        docs = [(await stack.api.call("GET", f"/v1/notifications/{nid}"))[1] for nid in ids]
+        return all(
+            d.get("channels", {}).get("email", {}).get("status") in ("sent", "delivered") for d in docs
+        )
+
+    await eventually(all_reached, timeout_s=15, interval_s=0.3)
+    delivered = [m["to"] for m in stack.peers.sendgrid.messages if m["to"] in addresses]
+    assert sorted(delivered) == sorted(addresses)  # none twice
+
+
 async def _new_tenant(stack: Stack) -> tuple[str, str]:
     """(tenant id, api key) of a new tenant."""
     status, tenant = await stack.api.call("POST", "/admin/v1/tenants", {"name": "T"}, token=ADMIN_TOKEN)

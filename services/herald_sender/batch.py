@@ -1,0 +1,109 @@
+"""The batching sender: a channel whose provider takes many messages per request (SendGrid), either lane.
+
+The consumer runner hands it each fetched batch whole (its batch mode). The deliveries are begun in one
+pipeline of ledger scripts, sent in provider requests of up to ``HERALD_SENDGRID_BATCH_MAX``, the sent
+ones recorded in one pipeline and reported in one produce. Whatever is out of the ordinary goes through
+:meth:`Sender.handle`, one at a time, exactly as without the batch mode: a delivery that expired, whose
+campaign is paused, that can fall back to another channel, that the ledger already knows (a replay, a
+cancellation, a stale copy); and a refused send goes through the sender's own failure handling (retry,
+dead letter, suppression). Nothing depends on the order of a batch's records: a bulk email delivery has
+no siblings (one address per contact), which is the only thing per-key order serves in the sender.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pydantic
+from aiokafka.structs import ConsumerRecord
+
+from herald_common.wire import Delivery, Status
+from herald_providers.base import SendResult
+from herald_sender.handler import Sender
+from herald_sender.ledger import Cancellable
+
+
+class BatchSender:
+    def __init__(self, sender: Sender, max_size: int) -> None:
+        self.sender = sender
+        self.max_size = max_size
+
+    async def __call__(self, rec: ConsumerRecord) -> None:
+        await self.sender.handle(rec)
+
+    async def many(self, recs: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        unreadable: list[ConsumerRecord] = []
+        singly: list[ConsumerRecord] = []
+        batch: list[tuple[ConsumerRecord, Delivery]] = []
+        now = time.time()
+        for rec in recs:
+            try:
+                d = Delivery.model_validate_json(rec.value)
+            except (pydantic.ValidationError, ValueError):
+                unreadable.append(rec)
+                continue
+            if (
+                d.fallback is not None
+                or (d.expires_at is not None and d.expires_at < now)
+                or await self._paused(d)
+            ):
+                singly.append(rec)
+            else:
+                batch.append((rec, d))
+        for start in range(0, len(batch), self.max_size):
+            singly += await self._send(batch[start : start + self.max_size])
+        for rec in singly:
+            await self.sender.handle(rec)
+        return unreadable
+
+    async def _paused(self, d: Delivery) -> bool:
+        campaign = d.origin.campaign_id if d.origin is not None else None
+        return campaign is not None and await self.sender.campaigns.paused(d.tenant_id, campaign)
+
+    async def _send(self, batch: list[tuple[ConsumerRecord, Delivery]]) -> list[ConsumerRecord]:
+        """Begin, send and record one provider request's worth; returns the records left to handle singly."""
+        s = self.sender
+        begins = await s.ledger.begin_many(
+            [
+                (
+                    d.tenant_id,
+                    d.delivery_id,
+                    d.attempt,
+                    Cancellable(d.tenant_id, d.notification_id, d.cancellation_key, d.accepted_at),
+                )
+                for _, d in batch
+            ]
+        )
+        go = [(rec, d, b.attempts) for (rec, d), b in zip(batch, begins, strict=True) if b.outcome == "go"]
+        # done, cancelled or stale: begun again alone, the ledger answers the same and handle acts on it
+        singly = [rec for (rec, _), b in zip(batch, begins, strict=True) if b.outcome != "go"]
+        if not go:
+            return singly
+        started = time.perf_counter()
+        outcomes = await s.outbound.chain.send_batch([s.message(d) for _, d, _ in go])
+        sent: list[tuple[Delivery, int, SendResult]] = []
+        for (rec, d, attempts), outcome in zip(go, outcomes, strict=True):
+            if isinstance(outcome, SendResult):
+                sent.append((d, attempts, outcome))
+            elif await s.after_error(rec, d, attempts, outcome, started):
+                singly.append(rec)  # an in-place retry: attempted again on its own
+        if sent:
+            for _, _, result in sent:
+                s.observe(started, result.provider, "sent")
+            rows = [(d.tenant_id, d.delivery_id, r.provider, r.provider_message_id or "") for d, _, r in sent]
+            await s.durably(lambda: s.ledger.sent_many(rows))
+            statuses: list[tuple[Delivery, Status, dict[str, Any]]] = [
+                (
+                    d,
+                    "sent",
+                    {
+                        "attempts": attempts,
+                        "provider": r.provider,
+                        "provider_message_id": r.provider_message_id,
+                    },
+                )
+                for d, attempts, r in sent
+            ]
+            await s.durably(lambda: s.report.statuses(statuses))
+        return singly
