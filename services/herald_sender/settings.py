@@ -51,7 +51,10 @@ class SenderSettings(ConsumerSettings, ProviderSettings):
         1000, ge=1, le=1000, description="most recipients per SendGrid request (SendGrid's limit is 1,000)"
     )
     sendgrid_batch_linger_ms: float = Field(
-        20.0, ge=0, le=5000, description="how long a SendGrid batch waits to fill before it is sent"
+        20.0,
+        ge=0,
+        le=5000,
+        description="how long a delivery sent on its own (not in a fetched batch) waits for others to share its SendGrid request",
     )
 
     # retries ---------------------------------------------------------------------------------------
