@@ -54,7 +54,8 @@ class SenderSettings(ConsumerSettings, ProviderSettings):
         20.0,
         ge=0,
         le=5000,
-        description="how long a delivery sent on its own (not in a fetched batch) waits for others to share its SendGrid request",
+        description="how long a delivery sent on its own (not in a fetched batch) waits for others to share "
+        "its SendGrid request",
     )
 
     # retries ---------------------------------------------------------------------------------------
