@@ -6,10 +6,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from herald_common.kafka import ConsumerRunner, ErrorPolicy, PoisonRecord, create_topics, make_producer
+from herald_common.kafka import (
+    ConsumerRunner,
+    ErrorPolicy,
+    Handler,
+    PoisonRecord,
+    create_topics,
+    make_producer,
+)
 from herald_common.lifecycle import Lifecycle
 from herald_common.settings import ConsumerSettings, load
 from tests.conftest import Infra, unique
@@ -39,6 +46,30 @@ def runner_settings(infra: Infra) -> ConsumerSettings:
     )
 
 
+async def _running(
+    topic: str,
+    group: str,
+    settings: ConsumerSettings,
+    handler: Handler,
+    producer: AIOKafkaProducer,
+    lifecycle: Lifecycle,
+    error_policy: ErrorPolicy | None = None,
+) -> asyncio.Task[None]:
+    """A started runner of ``handler`` on ``topic``, consuming in a task (stop it with ``lifecycle``)."""
+    runner = ConsumerRunner(
+        service="test",
+        topics=[topic],
+        group_id=group,
+        settings=settings,
+        handler=handler,
+        producer=producer,
+        lifecycle=lifecycle,
+        error_policy=error_policy,
+    )
+    await runner.start()
+    return asyncio.create_task(runner.run())
+
+
 async def test_slow_record_blocks_only_its_key_and_holds_back_commits(infra: Infra) -> None:
     topic, group = unique("runner"), unique("g")
     await create_topics(infra.bootstrap, [topic], 1)
@@ -59,17 +90,7 @@ async def test_slow_record_blocks_only_its_key_and_holds_back_commits(infra: Inf
         done.append(rec.value)
 
     lifecycle = Lifecycle()
-    runner = ConsumerRunner(
-        service="test",
-        topics=[topic],
-        group_id=group,
-        settings=settings,
-        handler=handler,
-        producer=producer,
-        lifecycle=lifecycle,
-    )
-    await runner.start()
-    task = asyncio.create_task(runner.run())
+    task = await _running(topic, group, settings, handler, producer, lifecycle)
     try:
         await eventually(lambda: len(done) == 20, timeout_s=30)
         assert all(v.startswith(b"B") for v in done)  # the other keys did not wait for A1
@@ -126,18 +147,8 @@ async def test_a_batch_handler_takes_fetched_batches_whole_and_its_unreadable_re
     await producer.flush()
     handler = _Folding()
     lifecycle = Lifecycle()
-    runner = ConsumerRunner(
-        service="test",
-        topics=[topic],
-        group_id=group,
-        settings=settings,
-        handler=handler,
-        producer=producer,
-        lifecycle=lifecycle,
-        error_policy=ErrorPolicy(dead_letter_topic=dlq, base_delay_s=0.01),
-    )
-    await runner.start()
-    task = asyncio.create_task(runner.run())
+    policy = ErrorPolicy(dead_letter_topic=dlq, base_delay_s=0.01)
+    task = await _running(topic, group, settings, handler, producer, lifecycle, policy)
     try:
         await eventually(lambda: sum(len(b) for b in handler.batches) >= len(values), timeout_s=30)
         assert sorted(v for b in handler.batches for v in b) == sorted(values)  # retried whole, once

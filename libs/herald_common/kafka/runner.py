@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -25,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from herald_common import metrics
 from herald_common.kafka.deadletter import DeadLetters
 from herald_common.kafka.offsets import Offsets
-from herald_common.kafka.policies import Backpressure, CommitPolicy, ErrorPolicy
+from herald_common.kafka.policies import Backpressure, CommitPolicy, Decision, ErrorPolicy
 from herald_common.kafka.security import client_options
 from herald_common.lifecycle import Lifecycle
 from herald_common.settings import ConsumerSettings
@@ -215,30 +216,20 @@ class ConsumerRunner:
 
     async def _batch_with_policy(self, recs: list[ConsumerRecord]) -> None:
         assert self.batch_handler is not None
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                poison = await self.batch_handler(recs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._errors.inc()
-                decision = self.error_policy.decide(exc, attempt, draining=self.lifecycle.stopping.is_set())
-                if decision.action == "give_up":
-                    raise
-                if decision.action == "dead_letter":  # find the record that fails: one at a time
-                    log.warning("batch failed; handling its records one by one", error=repr(exc))
-                    for rec in recs:
-                        await self._handle_with_policy(rec)
-                    return
-                log.warning(_RETRY_LOG[decision.action], attempt=attempt, records=len(recs), error=repr(exc))
-                self.lifecycle.beat()
-                await asyncio.sleep(decision.delay_s)
-                continue
-            for rec in poison:  # the single handler refuses it again, and the policy dead-letters it
+        handle_many = self.batch_handler
+        unreadable: list[ConsumerRecord] = []
+
+        async def call() -> None:
+            unreadable[:] = await handle_many(recs)
+
+        async def one_by_one(exc: Exception, _: Decision) -> None:  # find the record that fails
+            log.warning("batch failed; handling its records one by one", error=repr(exc))
+            for rec in recs:
                 await self._handle_with_policy(rec)
-            return
+
+        await self._with_policy(call, {"records": len(recs)}, one_by_one)
+        for rec in unreadable:  # the single handler refuses it again, and the policy dead-letters it
+            await self._handle_with_policy(rec)
 
     def _enqueue(self, rec: ConsumerRecord) -> None:
         """Records with the same key run one after another, in offset order; other keys concurrently."""
@@ -306,11 +297,29 @@ class ConsumerRunner:
             log.warning("commit failed; records will be redelivered", error=str(exc))
 
     async def _handle_with_policy(self, rec: ConsumerRecord) -> None:
+        where = {"topic": rec.topic, "offset": rec.offset}
+
+        async def dead_letter(exc: Exception, decision: Decision) -> None:
+            # the policy dead-letters only with a topic, and then the writer exists
+            assert self.dead_letters is not None and decision.cause is not None
+            log.error("handler failed; dead-lettering record", cause=decision.cause, error=repr(exc), **where)
+            await self.dead_letters.write_record(rec, reason=repr(exc), cause=decision.cause)
+
+        await self._with_policy(partial(self.handler, rec), where, dead_letter)
+
+    async def _with_policy(
+        self,
+        call: Callable[[], Awaitable[None]],
+        where: dict[str, object],
+        dead_letter: Callable[[Exception, Decision], Awaitable[None]],
+    ) -> None:
+        """Run ``call`` until it succeeds, as the error policy says: retried or waited out with backoff,
+        ``dead_letter`` when the policy gives the work up, raised while draining (left uncommitted)."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self.handler(rec)
+                await call()
                 return
             except asyncio.CancelledError:
                 raise
@@ -319,14 +328,10 @@ class ConsumerRunner:
                 decision = self.error_policy.decide(exc, attempt, draining=self.lifecycle.stopping.is_set())
                 if decision.action == "give_up":
                     raise  # draining: leave the batch uncommitted rather than wait out a retry
-                where = {"topic": rec.topic, "offset": rec.offset, "error": repr(exc)}
                 if decision.action == "dead_letter":
-                    # the policy dead-letters only with a topic, and then the writer exists
-                    assert self.dead_letters is not None and decision.cause is not None
-                    log.error("handler failed; dead-lettering record", cause=decision.cause, **where)
-                    await self.dead_letters.write_record(rec, reason=repr(exc), cause=decision.cause)
+                    await dead_letter(exc, decision)
                     return
-                log.warning(_RETRY_LOG[decision.action], attempt=attempt, **where)
+                log.warning(_RETRY_LOG[decision.action], attempt=attempt, error=repr(exc), **where)
                 self.lifecycle.beat()  # waiting out an outage is not a hung process: stay live
                 await asyncio.sleep(decision.delay_s)
 
