@@ -117,6 +117,12 @@ class CommonSettings(BaseSettings):
 class ConsumerSettings(CommonSettings):
     consumer_concurrency: int = Field(64, ge=1, le=10_000, description="messages processed at once")
     consumer_max_batch: int = Field(500, ge=1, le=100_000, description="records fetched per poll")
+    consumer_fetch_max_bytes: int = Field(
+        2**20,
+        ge=2**16,
+        le=50 * 2**20,
+        description="bytes one fetch brings at most (bounds the records a consumer holds before handling them)",
+    )
     consumer_commit_interval_s: float = Field(
         0.5, gt=0, le=300, description="how often handled offsets are committed (also on drain and rebalance)"
     )

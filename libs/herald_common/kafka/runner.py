@@ -118,6 +118,10 @@ class ConsumerRunner:
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
             max_poll_records=self.commit_policy.max_batch,
+            # aiokafka's default fetch is 50 MB; with a deep backlog every fetch is full and the records
+            # not yet handed out wait in memory (Tansu applies the limit per partition).
+            fetch_max_bytes=settings.consumer_fetch_max_bytes,
+            max_partition_fetch_bytes=min(settings.consumer_fetch_max_bytes, 2**20),
             client_id=f"herald-{service}",
             **({"metadata_max_age_ms": int(metadata_refresh_s * 1000)} if metadata_refresh_s else {}),
         )
