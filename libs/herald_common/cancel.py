@@ -21,6 +21,7 @@ builds the status events announcing what it cancelled.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -102,15 +103,25 @@ class Cancellations:
     async def is_cancelled(
         self, tenant_id: str, notification_id: str, key: str | None, accepted_at: float
     ) -> bool:
-        names = [self.keys.cancelled(tenant_id, notification_id)]
-        if key:
-            names.append(self.keys.cancelled_key(tenant_id, key))
-        # GETs, not MGET: a cluster pipeline refuses MGET (the keys share a slot all the same)
-        replies = await self._auto.call(lambda pipe: [pipe.get(n) for n in names])
-        by_id, *by_key = replies if key else [replies]
-        if by_id is not None:
-            return True
-        return bool(by_key) and by_key[0] is not None and accepted_at < float(by_key[0])
+        return (await self.are_cancelled([(tenant_id, notification_id, key, accepted_at)]))[0]
+
+    async def are_cancelled(self, asked: list[tuple[str, str, str | None, float]]) -> list[bool]:
+        """:meth:`is_cancelled` for many notifications ``(tenant, id, key, accepted_at)``, one round trip."""
+
+        def build(pipe: Any) -> None:
+            # GETs, not MGET: a cluster pipeline refuses MGET across slots
+            for tenant_id, notification_id, key, _ in asked:
+                pipe.get(self.keys.cancelled(tenant_id, notification_id))
+                if key:
+                    pipe.get(self.keys.cancelled_key(tenant_id, key))
+
+        replies = iter(await self._auto.call_many(build))
+        out = []
+        for _, _, key, accepted_at in asked:
+            by_id = next(replies)
+            by_key = next(replies) if key else None
+            out.append(by_id is not None or (by_key is not None and accepted_at < float(by_key)))
+        return out
 
     async def waiting(self, tenant_id: str, key: str, notification_id: str) -> None:
         name = self.keys.waiting_with_key(tenant_id, key)

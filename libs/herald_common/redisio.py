@@ -258,21 +258,29 @@ class AutoPipeline:
     with 64 records in flight then pays Redis' per-call cost a few times per batch, not per record.
 
     ``await auto.call(build)`` adds ``build(pipe)``'s commands to the next flush and returns their
-    replies (a list, or the single reply when ``build`` queued one command). Not transactional:
+    replies (a list, or the single reply when ``build`` queued one command); ``call_many`` always
+    returns the list, for builds that queue any number of commands. Not transactional:
     commands of different callers interleave, each caller's in its own order.
     """
 
     def __init__(self, redis: aioredis.Redis, max_commands: int = 2000) -> None:
         self.redis = redis
         self.max_commands = max_commands
-        self._pending: list[tuple[Build, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Build, asyncio.Future[Any], bool]] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, build: Build) -> Any:
+        return await self._call(build, True)
+
+    async def call_many(self, build: Build) -> list[Any]:
+        replies: list[Any] = await self._call(build, False)
+        return replies
+
+    async def _call(self, build: Build, unwrap: bool) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((build, future))
+        self._pending.append((build, future, unwrap))
         if len(self._pending) >= self.max_commands:
             self._flush()
         elif not self._flush_scheduled:
@@ -288,11 +296,11 @@ class AutoPipeline:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _execute(self, batch: list[tuple[Build, asyncio.Future[Any]]]) -> None:
+    async def _execute(self, batch: list[tuple[Build, asyncio.Future[Any], bool]]) -> None:
         counts = []
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for build, _ in batch:
+                for build, _, _ in batch:
                     before = len(pipe)
                     queued = build(pipe)
                     # a command returns the pipeline itself; awaiting a cluster pipeline resets it
@@ -301,12 +309,12 @@ class AutoPipeline:
                     counts.append(len(pipe) - before)
                 replies = await execute(self.redis, pipe, raise_on_error=False)
         except Exception as exc:
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         offset = 0
-        for (_, future), count in zip(batch, counts, strict=True):
+        for (_, future, unwrap), count in zip(batch, counts, strict=True):
             mine = replies[offset : offset + count]
             offset += count
             if future.done():
@@ -315,7 +323,7 @@ class AutoPipeline:
             if error is not None:
                 future.set_exception(error)
             else:
-                future.set_result(mine[0] if count == 1 else mine)
+                future.set_result(mine[0] if unwrap and count == 1 else mine)
 
 
 _SHARED: weakref.WeakKeyDictionary[Any, AutoPipeline] = weakref.WeakKeyDictionary()

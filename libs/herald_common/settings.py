@@ -121,7 +121,7 @@ class ConsumerSettings(CommonSettings):
         2**20,
         ge=2**16,
         le=50 * 2**20,
-        description="bytes one fetch brings at most (bounds the records a consumer holds before handling them)",
+        description="bytes one fetch brings at most (bounds the records held before they are handled)",
     )
     consumer_commit_interval_s: float = Field(
         0.5, gt=0, le=300, description="how often handled offsets are committed (also on drain and rebalance)"

@@ -117,9 +117,18 @@ class Store:
         return [Contact.model_validate_json(r) if r else None for r in raws]
 
     async def get_contact(self, tenant_id: str, contact_id: str) -> Contact | None:
-        key = self.keys.contact(tenant_id, contact_id)
-        raw = await self._auto.call(lambda pipe: pipe.get(key))
-        return Contact.model_validate_json(raw) if raw else None
+        return (await self.contacts_of([(tenant_id, contact_id)]))[0]
+
+    async def contacts_of(self, asked: list[tuple[str, str]]) -> list[Contact | None]:
+        """Contacts ``(tenant, contact id)`` of any tenants, in the order asked, in one round trip
+        shared with concurrent callers (GETs: a cluster pipeline refuses MGET across slots)."""
+
+        def build(pipe: Any) -> None:
+            for tenant_id, contact_id in asked:
+                pipe.get(self.keys.contact(tenant_id, contact_id))
+
+        raws = await self._auto.call_many(build) if asked else []
+        return [Contact.model_validate_json(r) if r else None for r in raws]
 
     async def delete_contact(self, tenant_id: str, contact_id: str) -> bool:
         """Erase a member everywhere Herald keeps them in Redis: the profile, its addresses on the

@@ -98,17 +98,22 @@ class Suppressions:
     async def check(self, tenant_id: str, address: str) -> str | None:
         """Why ``address`` is suppressed (``unknown`` for an entry without details), None if it is not.
         One round trip, shared with concurrent callers."""
-        member, info = self.keys.suppressions(tenant_id), self.keys.suppression_info(tenant_id)
-        a = address.lower()
+        return (await self.check_many([(tenant_id, address)]))[0]
+
+    async def check_many(self, asked: list[tuple[str, str]]) -> list[str | None]:
+        """:meth:`check` for many ``(tenant, address)`` pairs, in one round trip."""
+        lowered = [(tenant_id, address.lower()) for tenant_id, address in asked]
 
         def build(pipe: Any) -> None:
-            pipe.sismember(member, a)
-            pipe.hget(info, a)
+            for tenant_id, a in lowered:
+                pipe.sismember(self.keys.suppressions(tenant_id), a)
+                pipe.hget(self.keys.suppression_info(tenant_id), a)
 
-        found, raw = await self._auto.call(build)
-        if not found:
-            return None
-        return _entry(a, raw).reason
+        replies = await self._auto.call_many(build) if lowered else []
+        return [
+            _entry(a, replies[2 * i + 1]).reason if replies[2 * i] else None
+            for i, (_, a) in enumerate(lowered)
+        ]
 
     async def add(
         self,

@@ -4,6 +4,7 @@ pattern subscription) and turns them into requests through their triggers."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiokafka.structs import ConsumerRecord
@@ -26,6 +27,47 @@ def subscription(topics: Topics, lane: str) -> str:
     return rf"^(?:{fixed}|{topics.tenant_events_pattern[1:-1]})$"
 
 
+class Dispatch:
+    """The transactional router's records by topic: requests to the router (a fetched batch's at once),
+    loyalty events to the event router, one key's after another and other keys concurrently."""
+
+    def __init__(
+        self, requests: str, router: Router, events: EventRouter, tenant_events: TenantEvents
+    ) -> None:
+        self.requests = requests
+        self.router = router
+        self.events = events
+        self.tenant_events = tenant_events
+        self.topics = router.ctx.topics
+
+    async def __call__(self, rec: ConsumerRecord) -> None:
+        if rec.topic == self.requests:  # the common case first: no topic-name matching
+            await self.router.handle(rec)
+        elif rec.topic == self.topics.events:
+            await self.events.handle(rec)
+        elif (tenant_id := self.topics.tenant_of(rec.topic)) is not None:
+            await self.tenant_events.handle(rec, tenant_id)
+        else:
+            await self.router.handle(rec)
+
+    async def many(self, recs: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        requests = [rec for rec in recs if rec.topic == self.requests]
+        by_key: dict[tuple[str, bytes | None], list[ConsumerRecord]] = {}
+        for rec in recs:
+            if rec.topic != self.requests:
+                by_key.setdefault((rec.topic, rec.key), []).append(rec)
+
+        async def in_order(records: list[ConsumerRecord]) -> None:
+            for rec in records:
+                await self(rec)
+
+        async with asyncio.TaskGroup() as group:  # one failing cancels the rest: the batch is retried
+            routed = group.create_task(self.router.many(requests))
+            for records in by_key.values():
+                group.create_task(in_order(records))
+        return routed.result()
+
+
 async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
     topics = Topics(settings.kafka_topic_prefix)
     with_events = settings.router_lane == "transactional"
@@ -36,7 +78,7 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
         links = Links(Tokens(link_key(unsubscribe, secret)), settings.public_base_url)
         router = Router(ctx, settings.template_cache_s, report_queued=settings.reports_queued(), links=links)
         if not with_events:
-            return router.handle, None
+            return router, None
         ids = NotificationIds(secret)
         events = EventRouter(
             ctx,
@@ -47,19 +89,7 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
         )
         tenant_events = TenantEvents(ctx, ids, events, tenant_cache_s=settings.template_cache_s)
 
-        requests = topics.requests(settings.router_lane)
-
-        async def handle(rec: ConsumerRecord) -> None:
-            if rec.topic == requests:  # the common case first: no topic-name matching
-                await router.handle(rec)
-            elif rec.topic == topics.events:
-                await events.handle(rec)
-            elif (tenant_id := topics.tenant_of(rec.topic)) is not None:
-                await tenant_events.handle(rec, tenant_id)
-            else:
-                await router.handle(rec)
-
-        return handle, None
+        return Dispatch(topics.requests(settings.router_lane), router, events, tenant_events), None
 
     await run_worker(
         service="router",

@@ -168,3 +168,43 @@ async def test_a_batch_handler_takes_fetched_batches_whole_and_its_unreadable_re
         lifecycle.request_stop("test")
         await asyncio.wait_for(task, timeout=20)
         await producer.stop()
+
+
+async def test_batches_sharing_a_key_run_in_order_and_others_do_not_wait(infra: Infra) -> None:
+    topic, group = unique("batch-order"), unique("g")
+    await create_topics(infra.bootstrap, [topic], 1)
+    settings = runner_settings(infra).model_copy(update={"consumer_max_batch": 5})
+    producer = make_producer(settings)
+    await producer.start()
+    # fetched five at a time: [A1 k0..k3] [k4..k8] [A2 k9..k12]; the first holds until released
+    values = [b"A1", *(f"k{i}".encode() for i in range(9)), b"A2", *(f"k{i}".encode() for i in range(9, 13))]
+    for value in values:
+        await producer.send(topic, value, key=value[:1] if value.startswith(b"A") else value)
+    await producer.flush()
+    release = asyncio.Event()
+    handled: list[bytes] = []
+
+    class Blocking:
+        async def __call__(self, rec: ConsumerRecord) -> None:
+            handled.append(rec.value)
+
+        async def many(self, recs: list[ConsumerRecord]) -> list[ConsumerRecord]:
+            if any(r.value == b"A1" for r in recs):
+                await release.wait()
+            handled.extend(r.value for r in recs)
+            return []
+
+    lifecycle = Lifecycle()
+    task = await _running(topic, group, settings, Blocking(), producer, lifecycle)
+    try:
+        await eventually(lambda: b"k8" in handled, timeout_s=30)  # a batch of other keys went ahead
+        await asyncio.sleep(0.5)
+        assert b"A2" not in handled and b"A1" not in handled  # A2's batch waits for A1's
+        release.set()
+        await eventually(lambda: len(handled) == len(values), timeout_s=10)
+        assert handled.index(b"A1") < handled.index(b"A2")
+        assert sorted(handled) == sorted(values)
+    finally:
+        lifecycle.request_stop("test")
+        await asyncio.wait_for(task, timeout=20)
+        await producer.stop()

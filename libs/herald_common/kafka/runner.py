@@ -46,6 +46,14 @@ _RETRY_LOG = {
 }
 
 
+_Done = asyncio.Future[None]  # set when a batch is finished
+
+
+def _key(rec: ConsumerRecord) -> tuple[str, bytes]:
+    """What per-key order is kept by: the record's key, or its partition when it has none."""
+    return (rec.topic, rec.key if rec.key is not None else f"p{rec.partition}".encode())
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, runner: ConsumerRunner) -> None:
         self.runner = runner
@@ -85,10 +93,12 @@ class ConsumerRunner:
         created later that match it are picked up within ``metadata_refresh_s``.
 
         A ``handler`` with a ``many`` method (:data:`BatchHandler`) is given each fetched batch whole, as
-        one task, whatever its keys: for handlers whose effects do not depend on order (the tracker's
-        rank-based status fold), a batch's Redis work is then one or two round trips and no task per
-        record. A batch that fails is retried whole as the error policy says; when the policy would
-        dead-letter it, its records go one by one through ``handler`` instead, so only the bad one is."""
+        one task: a batch's Redis work is then one or two round trips and no task per record. Per-key
+        order holds between batches: a batch starts only when every earlier batch holding one of its
+        keys has finished (batches of distinct keys, a campaign's, run concurrently); within a batch
+        the records come in offset order per partition, and the handler keeps that. A batch that fails
+        is retried whole as the error policy says; when the policy would dead-letter it, its records go
+        one by one through ``handler`` instead, so only the bad one is."""
         self.service = service
         self.topics = list(topics)
         self.pattern = pattern
@@ -128,6 +138,7 @@ class ConsumerRunner:
         self._sem = asyncio.Semaphore(self.backpressure.concurrency)
         self._offsets = Offsets()
         self._queues: dict[tuple[str, bytes], deque[ConsumerRecord]] = {}
+        self._batch_keys: dict[tuple[str, bytes], asyncio.Future[None]] = {}  # key → its last batch
         self._workers: set[asyncio.Task[None]] = set()
         self._progress = asyncio.Event()  # set whenever a record finishes
         self._paused = False  # while partitions are being revoked
@@ -199,7 +210,38 @@ class ConsumerRunner:
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
 
+    def _batch_turn(self, recs: list[ConsumerRecord]) -> tuple[_Done, set[_Done]]:
+        """This batch's done-future, now the last of its keys, and the earlier batches it waits for."""
+        done: _Done = asyncio.get_running_loop().create_future()
+        earlier: set[_Done] = set()
+        last = self._batch_keys
+        for rec in recs:
+            key = _key(rec)
+            before = last.get(key)
+            if before is not done:
+                if before is not None:
+                    earlier.add(before)
+                last[key] = done
+        return done, earlier
+
+    def _batch_done(self, recs: list[ConsumerRecord], done: asyncio.Future[None]) -> None:
+        done.set_result(None)
+        last = self._batch_keys
+        for rec in recs:
+            key = _key(rec)
+            if last.get(key) is done:
+                del last[key]
+
     async def _run_batch(self, recs: list[ConsumerRecord]) -> None:
+        done, earlier = self._batch_turn(recs)
+        try:
+            if earlier:
+                await asyncio.wait(earlier)
+            await self._run_batch_now(recs)
+        finally:
+            self._batch_done(recs, done)
+
+    async def _run_batch_now(self, recs: list[ConsumerRecord]) -> None:
         try:
             async with self._sem:
                 self._inflight.inc(len(recs))
@@ -237,7 +279,7 @@ class ConsumerRunner:
 
     def _enqueue(self, rec: ConsumerRecord) -> None:
         """Records with the same key run one after another, in offset order; other keys concurrently."""
-        key = (rec.topic, rec.key if rec.key is not None else f"p{rec.partition}".encode())
+        key = _key(rec)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = deque()
