@@ -164,9 +164,7 @@ class StatusStore:
             for (key, _), args in zip(items, calls, strict=True):
                 await self._update(keys=[key], args=args, client=pipe)
 
-        replies = await self._auto.call(build)
-        if len(items) == 1:
-            replies = [replies]
+        replies = await self._auto.call_many(build)
         return [
             Folded(
                 applied=bool(applied),

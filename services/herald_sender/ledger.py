@@ -108,9 +108,7 @@ class Ledger:
             for keys, args in calls:
                 await self._begin(keys=keys, args=args, client=pipe)
 
-        replies = await self._auto.call(build)
-        if len(calls) == 1:
-            replies = [replies]
+        replies = await self._auto.call_many(build)
         return [Begin(outcome.decode(), int(attempts)) for outcome, attempts in replies]
 
     async def schedule(
