@@ -21,7 +21,6 @@ builds the status events announcing what it cancelled.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -108,14 +107,12 @@ class Cancellations:
     async def are_cancelled(self, asked: list[tuple[str, str, str | None, float]]) -> list[bool]:
         """:meth:`is_cancelled` for many notifications ``(tenant, id, key, accepted_at)``, one round trip."""
 
-        def build(pipe: Any) -> None:
-            # GETs, not MGET: a cluster pipeline refuses MGET across slots
-            for tenant_id, notification_id, key, _ in asked:
-                pipe.get(self.keys.cancelled(tenant_id, notification_id))
-                if key:
-                    pipe.get(self.keys.cancelled_key(tenant_id, key))
-
-        replies = iter(await self._auto.call_many(build))
+        keyed = []
+        for tenant_id, notification_id, key, _ in asked:
+            keyed.append((tenant_id, self.keys.cancelled(tenant_id, notification_id)))
+            if key:
+                keyed.append((tenant_id, self.keys.cancelled_key(tenant_id, key)))
+        replies = iter(await self._auto.get_many(keyed))
         out = []
         for _, _, key, accepted_at in asked:
             by_id = next(replies)

@@ -121,13 +121,8 @@ class Store:
 
     async def contacts_of(self, asked: list[tuple[str, str]]) -> list[Contact | None]:
         """Contacts ``(tenant, contact id)`` of any tenants, in the order asked, in one round trip
-        shared with concurrent callers (GETs: a cluster pipeline refuses MGET across slots)."""
-
-        def build(pipe: Any) -> None:
-            for tenant_id, contact_id in asked:
-                pipe.get(self.keys.contact(tenant_id, contact_id))
-
-        raws = await self._auto.call_many(build) if asked else []
+        shared with concurrent callers."""
+        raws = await self._auto.get_many([(t, self.keys.contact(t, c)) for t, c in asked])
         return [Contact.model_validate_json(r) if r else None for r in raws]
 
     async def delete_contact(self, tenant_id: str, contact_id: str) -> bool:

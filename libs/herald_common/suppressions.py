@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from herald_common.policy import MANUAL, SUPPRESSION_CODES
-from herald_common.redisio import Keys, auto_pipeline
+from herald_common.redisio import KEYS_PER_COMMAND, Keys, auto_pipeline
 from herald_common.settings import CHANNELS, Channel
 
 UNKNOWN: Final = "unknown"  # suppressed before entries had details
@@ -102,18 +102,30 @@ class Suppressions:
 
     async def check_many(self, asked: list[tuple[str, str]]) -> list[str | None]:
         """:meth:`check` for many ``(tenant, address)`` pairs, in one round trip."""
-        lowered = [(tenant_id, address.lower()) for tenant_id, address in asked]
+        groups: dict[str, list[int]] = {}  # per tenant (one cluster slot): one SMISMEMBER and one HMGET
+        lowered = [address.lower() for _, address in asked]
+        for i, (tenant_id, _) in enumerate(asked):
+            groups.setdefault(tenant_id, []).append(i)
+        chunks = [
+            (tenant_id, at[start : start + KEYS_PER_COMMAND])
+            for tenant_id, at in groups.items()
+            for start in range(0, len(at), KEYS_PER_COMMAND)
+        ]
 
         def build(pipe: Any) -> None:
-            for tenant_id, a in lowered:
-                pipe.sismember(self.keys.suppressions(tenant_id), a)
-                pipe.hget(self.keys.suppression_info(tenant_id), a)
+            for tenant_id, chunk in chunks:
+                addresses = [lowered[i] for i in chunk]
+                pipe.smismember(self.keys.suppressions(tenant_id), addresses)
+                pipe.hmget(self.keys.suppression_info(tenant_id), addresses)
 
-        replies = await self._auto.call_many(build) if lowered else []
-        return [
-            _entry(a, replies[2 * i + 1]).reason if replies[2 * i] else None
-            for i, (_, a) in enumerate(lowered)
-        ]
+        replies = await self._auto.call_many(build) if asked else []
+        reasons: list[str | None] = [None] * len(asked)
+        for n, (_, chunk) in enumerate(chunks):
+            found, infos = replies[2 * n], replies[2 * n + 1]
+            for i, member, raw in zip(chunk, found, infos, strict=True):
+                if member:
+                    reasons[i] = _entry(lowered[i], raw).reason
+        return reasons
 
     async def add(
         self,
