@@ -114,6 +114,9 @@ class CommonSettings(BaseSettings):
         return v
 
 
+FETCH_WAIT_MS = {"latency": 100, "throughput": 500}  # unset consumer_fetch_max_wait_ms, by consumer
+
+
 class ConsumerSettings(CommonSettings):
     consumer_concurrency: int = Field(64, ge=1, le=10_000, description="messages processed at once")
     consumer_max_batch: int = Field(500, ge=1, le=100_000, description="records fetched per poll")
@@ -123,9 +126,24 @@ class ConsumerSettings(CommonSettings):
         le=50 * 2**20,
         description="bytes one fetch brings at most (bounds the records held before they are handled)",
     )
+    consumer_fetch_max_wait_ms: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description=(
+            "how long a fetch that finds nothing may wait for records; unset: 100 for the transactional "
+            "lane's router and senders (up to that per hop with a broker that answers only at the end of "
+            "the wait), 500 elsewhere (fewer idle fetches)"
+        ),
+    )
     consumer_commit_interval_s: float = Field(
         0.5, gt=0, le=300, description="how often handled offsets are committed (also on drain and rebalance)"
     )
+
+    def fetch_max_wait_ms(self, latency_sensitive: bool) -> int:
+        if self.consumer_fetch_max_wait_ms is not None:
+            return self.consumer_fetch_max_wait_ms
+        return FETCH_WAIT_MS["latency" if latency_sensitive else "throughput"]
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -110,9 +110,11 @@ async def run_worker(
     make_handler: HandlerFactory,
     pattern: str | None = None,
     metadata_refresh_s: float | None = None,
+    latency_sensitive: bool = False,
 ) -> None:
     """Run until SIGTERM (or ``lifecycle.request_stop``); raise if the consume loop dies. With
-    ``pattern`` the runner subscribes to every topic matching it instead of ``topics``."""
+    ``pattern`` the runner subscribes to every topic matching it instead of ``topics``;
+    ``latency_sensitive``: see :class:`ConsumerRunner`."""
     names = Topics(settings.kafka_topic_prefix)
     close_handler: Callable[[], Awaitable[None]] | None = None
     async with _clients(settings, lifecycle) as clients:
@@ -141,6 +143,7 @@ async def run_worker(
                 dead_letters=dead_letters,
                 pattern=pattern,
                 metadata_refresh_s=metadata_refresh_s,
+                latency_sensitive=latency_sensitive,
             )
             await runner.start()
             lifecycle.add_check("kafka", runner.ready)

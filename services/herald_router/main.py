@@ -100,4 +100,5 @@ async def serve(settings: RouterSettings, lifecycle: Lifecycle) -> None:
         make_handler=make_handler,
         pattern=subscription(topics, settings.router_lane) if with_events else None,
         metadata_refresh_s=settings.tenant_events_refresh_s if with_events else None,
+        latency_sensitive=with_events,  # the transactional lane
     )

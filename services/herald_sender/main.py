@@ -41,4 +41,5 @@ async def serve(settings: SenderSettings, lifecycle: Lifecycle) -> None:
         topics=[topics.deliveries(settings.sender_channel, settings.sender_lane)],
         group_id=topics.group("sender", settings.sender_channel, settings.sender_lane),
         make_handler=make_handler,
+        latency_sensitive=settings.sender_lane == "transactional",
     )
