@@ -61,10 +61,13 @@ class Dispatch:
             for rec in records:
                 await self(rec)
 
-        async with asyncio.TaskGroup() as group:  # one failing cancels the rest: the batch is retried
-            routed = group.create_task(self.router.many(requests))
-            for records in by_key.values():
-                group.create_task(in_order(records))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing cancels the rest: the batch is retried
+                routed = group.create_task(self.router.many(requests))
+                for records in by_key.values():
+                    group.create_task(in_order(records))
+        except ExceptionGroup as failed:  # the error policy judges the error itself (a poison record)
+            raise failed.exceptions[0] from None
         return routed.result()
 
 
