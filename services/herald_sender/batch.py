@@ -1,13 +1,19 @@
-"""The batching sender: a channel whose provider takes many messages per request (SendGrid), either lane.
+"""The batching sender: each fetched batch of deliveries at once, on any channel and lane without a fair
+share (that one admits deliveries one by one).
 
 The consumer runner hands it each fetched batch whole (its batch mode). The deliveries are begun in one
-pipeline of ledger scripts, sent in provider requests of up to ``HERALD_SENDGRID_BATCH_MAX``, the sent
-ones recorded in one pipeline and reported in one produce. Whatever is out of the ordinary goes through
-:meth:`Sender.handle`, one at a time, exactly as without the batch mode: a delivery that expired, whose
-campaign is paused, that can fall back to another channel, that the ledger already knows (a replay, a
-cancellation, a stale copy); and a refused send goes through the sender's own failure handling (retry,
-dead letter, suppression). Nothing depends on the order of a batch's records: a bulk email delivery has
-no siblings (one address per contact), which is the only thing per-key order serves in the sender.
+pipeline of ledger scripts and sent in chunks: a provider that takes many messages per request
+(SendGrid) gets requests of up to ``HERALD_SENDGRID_BATCH_MAX``; any other gets the chunk's messages
+concurrently, one request each (``HERALD_CONSUMER_CONCURRENCY`` at a time), every one through its own
+rate-limit token, breaker and failover as alone. The sent ones are recorded in one pipeline and
+reported in one produce. Whatever is out of the ordinary goes through :meth:`Sender.handle`, one at a
+time, exactly as without the batch mode: a delivery that expired, whose campaign is paused, that can
+fall back to another channel, that the ledger already knows (a replay, a cancellation, a stale copy);
+and a refused send goes through the sender's own failure handling (retry, dead letter, suppression).
+
+Per-key (per-recipient) order: a chunk holds at most one delivery per key; a key's later deliveries in
+the batch, and every delivery of a key after one that goes through ``handle``, go through ``handle``
+after the chunks, in offset order.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class BatchSender:
         unreadable: list[ConsumerRecord] = []
         singly: list[ConsumerRecord] = []
         batch: list[tuple[ConsumerRecord, Delivery]] = []
+        seen: set[tuple[int, bytes | None]] = set()  # keys with a delivery in the chunks
+        held: set[tuple[int, bytes | None]] = set()  # keys whose deliveries go through handle
         now = time.time()
         for rec in recs:
             try:
@@ -43,17 +51,22 @@ class BatchSender:
             except (pydantic.ValidationError, ValueError):
                 unreadable.append(rec)
                 continue
+            key = (rec.partition, rec.key)
             if (
-                d.fallback is not None
+                key in held
+                or key in seen
+                or d.fallback is not None
                 or (d.expires_at is not None and d.expires_at < now)
                 or await self._paused(d)
             ):
+                held.add(key)
                 singly.append(rec)
             else:
+                seen.add(key)
                 batch.append((rec, d))
         for start in range(0, len(batch), self.max_size):
             singly += await self._send(batch[start : start + self.max_size])
-        for rec in singly:
+        for rec in sorted(singly, key=lambda r: (r.partition, r.offset)):
             await self.sender.handle(rec)
         return unreadable
 

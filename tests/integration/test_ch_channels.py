@@ -357,3 +357,21 @@ async def test_sendgrid_events_without_a_plain_unix_timestamp_are_refused(stack:
         }
         status, problem = await stack.api.call("POST", "/v1/receipts/sendgrid", data=body, headers=headers)
         assert status == 403, (timestamp, problem)
+
+
+async def test_a_members_sms_arrive_in_the_order_sent_among_others(stack: Stack) -> None:
+    """Five SMS to one member amid twenty to others, in one ``:batch``: the router and the SMS sender
+    take them as fetched batches, and the member's still reach the peer in the order they were sent."""
+    mine = "+4479001" + unique()[-5:].translate(str.maketrans("abcdef", "123456"))
+    items = []
+    for i in range(25):
+        to = mine if i % 5 == 0 else f"+4479002{i:05d}"
+        items.append({"to": {"phone": to}, "content": {"sms": {"text": f"order {i}"}}})
+    status, body = await stack.api.call("POST", "/v1/notifications:batch", {"notifications": items})
+    assert status == 202, body
+
+    def arrived() -> list[str]:
+        return [m["text"] for m in stack.peers.twilio.messages if m["to"] == mine]
+
+    await eventually(lambda: len(arrived()) == 5, timeout_s=20)
+    assert arrived() == [f"order {i}" for i in range(0, 25, 5)]
