@@ -3,13 +3,14 @@ share (that one admits deliveries one by one).
 
 The consumer runner hands it each fetched batch whole (its batch mode). The deliveries are begun in one
 pipeline of ledger scripts and sent in chunks: a provider that takes many messages per request
-(SendGrid) gets requests of up to ``HERALD_SENDGRID_BATCH_MAX``; any other gets the chunk's messages
-concurrently, one request each (``HERALD_CONSUMER_CONCURRENCY`` at a time), every one through its own
-rate-limit token, breaker and failover as alone. The sent ones are recorded in one pipeline and
-reported in one produce. Whatever is out of the ordinary goes through :meth:`Sender.handle`, one at a
-time, exactly as without the batch mode: a delivery that expired, whose campaign is paused, that can
-fall back to another channel, that the ledger already knows (a replay, a cancellation, a stale copy);
-and a refused send goes through the sender's own failure handling (retry, dead letter, suppression).
+(SendGrid) gets requests of up to ``HERALD_SENDGRID_BATCH_MAX``, whose sent messages are recorded in
+one pipeline and reported in one produce; any other gets the chunk's messages concurrently, one
+request each (``HERALD_CONSUMER_CONCURRENCY`` at a time), every one through its own rate-limit token,
+breaker and failover and recorded as soon as it is answered, as alone. Whatever is out of the ordinary
+goes through :meth:`Sender.handle`, one at a time, exactly as without the batch mode: a delivery that
+expired, whose campaign is paused, that can fall back to another channel, that the ledger already
+knows (a replay, a cancellation, a stale copy); and a refused send goes through the sender's own
+failure handling (retry, dead letter, suppression).
 
 Per-key (per-recipient) order: a chunk holds at most one delivery per key; a key's later deliveries in
 the batch, and every delivery of a key after one that goes through ``handle``, go through ``handle``
@@ -18,6 +19,7 @@ after the chunks, in offset order.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -25,7 +27,7 @@ import pydantic
 from aiokafka.structs import ConsumerRecord
 
 from herald_common.wire import Delivery, Status
-from herald_providers.base import SendResult
+from herald_providers.base import PermanentError, SendResult, TransientError
 from herald_sender.handler import Sender
 from herald_sender.ledger import Cancellable
 
@@ -74,6 +76,29 @@ class BatchSender:
         campaign = d.origin.campaign_id if d.origin is not None else None
         return campaign is not None and await self.sender.campaigns.paused(d.tenant_id, campaign)
 
+    async def _each(self, go: list[tuple[ConsumerRecord, Delivery, int]]) -> list[ConsumerRecord]:
+        """One request per message, all at once, each recorded as soon as it is answered: the duplicate
+        window (accepted, not yet in the ledger) stays one Redis round trip per message, never the
+        slowest request of the chunk. Returns the in-place retries, for ``handle``."""
+        s = self.sender
+
+        async def one(rec: ConsumerRecord, d: Delivery, attempts: int) -> ConsumerRecord | None:
+            started = time.perf_counter()
+            try:
+                result = await s.outbound.send(s.message(d))
+            except (PermanentError, TransientError) as exc:
+                return rec if await s.after_error(rec, d, attempts, exc, started) else None
+            await s.sent(d, attempts, result, started)
+            return None
+
+        outcomes = await asyncio.gather(*(one(*item) for item in go), return_exceptions=True)
+        # every send is answered and recorded before an error fails the batch (retried whole: the ledger
+        # then knows which were sent)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [rec for rec in outcomes if isinstance(rec, ConsumerRecord)]
+
     async def _send(self, batch: list[tuple[ConsumerRecord, Delivery]]) -> list[ConsumerRecord]:
         """Begin, send and record one provider request's worth; returns the records left to handle singly."""
         s = self.sender
@@ -93,6 +118,8 @@ class BatchSender:
         singly = [rec for (rec, _), b in zip(batch, begins, strict=True) if b.outcome != "go"]
         if not go:
             return singly
+        if s.outbound.batcher is None:
+            return singly + await self._each(go)
         started = time.perf_counter()
         outcomes = await s.outbound.chain.send_batch([s.message(d) for _, d, _ in go])
         sent: list[tuple[Delivery, int, SendResult]] = []

@@ -111,7 +111,7 @@ class Sender:
                 if await self.after_error(rec, d, attempts, exc, started):
                     continue
                 return
-            await self._sent(d, attempts, result, started)
+            await self.sent(d, attempts, result, started)
             return
 
     async def after_error(
@@ -181,7 +181,7 @@ class Sender:
         )
         return False
 
-    async def _sent(self, d: Delivery, attempts: int, result: SendResult, started: float) -> None:
+    async def sent(self, d: Delivery, attempts: int, result: SendResult, started: float) -> None:
         self.observe(started, result.provider, "sent")
         await self.durably(
             lambda: self.ledger.finish(
