@@ -32,6 +32,14 @@ from herald_sender.handler import Sender
 from herald_sender.ledger import Cancellable
 
 
+def _sent_fields(attempts: int, result: SendResult) -> dict[str, Any]:
+    return {
+        "attempts": attempts,
+        "provider": result.provider,
+        "provider_message_id": result.provider_message_id,
+    }
+
+
 class BatchSender:
     def __init__(self, sender: Sender, max_size: int) -> None:
         self.sender = sender
@@ -81,6 +89,7 @@ class BatchSender:
         window (accepted, not yet in the ledger) stays one Redis round trip per message, never the
         slowest request of the chunk. Returns the in-place retries, for ``handle``."""
         s = self.sender
+        sent: list[tuple[Delivery, int, SendResult]] = []
 
         async def one(rec: ConsumerRecord, d: Delivery, attempts: int) -> ConsumerRecord | None:
             started = time.perf_counter()
@@ -88,12 +97,16 @@ class BatchSender:
                 result = await s.outbound.send(s.message(d))
             except (PermanentError, TransientError) as exc:
                 return rec if await s.after_error(rec, d, attempts, exc, started) else None
-            await s.sent(d, attempts, result, started)
+            await s.ledger_sent(d, result, started)
+            sent.append((d, attempts, result))
             return None
 
         outcomes = await asyncio.gather(*(one(*item) for item in go), return_exceptions=True)
-        # every send is answered and recorded before an error fails the batch (retried whole: the ledger
-        # then knows which were sent)
+        # The `sent` statuses in one produce (a crash before it: the redelivered record finds the ledger
+        # done and announces the status again). Every send is answered and recorded before an error
+        # fails the batch, which is then retried whole and the ledger knows which were sent.
+        if sent:
+            await s.durably(lambda: s.report.statuses([(d, "sent", _sent_fields(a, r)) for d, a, r in sent]))
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -134,16 +147,7 @@ class BatchSender:
             rows = [(d.tenant_id, d.delivery_id, r.provider, r.provider_message_id or "") for d, _, r in sent]
             await s.durably(lambda: s.ledger.sent_many(rows))
             statuses: list[tuple[Delivery, Status, dict[str, Any]]] = [
-                (
-                    d,
-                    "sent",
-                    {
-                        "attempts": attempts,
-                        "provider": r.provider,
-                        "provider_message_id": r.provider_message_id,
-                    },
-                )
-                for d, attempts, r in sent
+                (d, "sent", _sent_fields(attempts, r)) for d, attempts, r in sent
             ]
             await s.durably(lambda: s.report.statuses(statuses))
         return singly

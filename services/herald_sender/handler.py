@@ -182,21 +182,25 @@ class Sender:
         return False
 
     async def sent(self, d: Delivery, attempts: int, result: SendResult, started: float) -> None:
+        await self.ledger_sent(d, result, started)
+        await self.durably(
+            lambda: self.report.status(
+                d,
+                "sent",
+                attempts=attempts,
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+            )
+        )
+
+    async def ledger_sent(self, d: Delivery, result: SendResult, started: float) -> None:
+        """The provider accepted ``d``: the ledger says so at once (the duplicate window closes here)."""
         self.observe(started, result.provider, "sent")
         await self.durably(
             lambda: self.ledger.finish(
                 d.tenant_id,
                 d.delivery_id,
                 "sent",
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
-            )
-        )
-        await self.durably(
-            lambda: self.report.status(
-                d,
-                "sent",
-                attempts=attempts,
                 provider=result.provider,
                 provider_message_id=result.provider_message_id,
             )
