@@ -114,7 +114,9 @@ async def test_reads_of_many_tenants_come_back_in_the_order_asked(infra: Infra) 
         tenants = ["t1", "t2", "t3"]
         n = KEYS_PER_COMMAND + 7
         asked = [(tenants[i % 3], keys.contact(tenants[i % 3], f"c{i}")) for i in range(n)]
-        await redis.mset({key: f"v{i}" for i, (_, key) in enumerate(asked) if i % 5 == 0})
+        for i, (_, key) in enumerate(asked):  # one SET each: a cluster refuses an MSET across slots
+            if i % 5 == 0:
+                await redis.set(key, f"v{i}")
         values = await auto.get_many(asked)
         assert values == [f"v{i}".encode() if i % 5 == 0 else None for i in range(n)]
         assert await auto.get_many([]) == []
