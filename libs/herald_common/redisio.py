@@ -281,21 +281,18 @@ class AutoPipeline:
         """GET many keys, each given as ``(slot tag, key)`` (the tenant: its keys share a cluster slot),
         values in the order given: one MGET per tag (in chunks) instead of a command per key, which
         is most of what a batch of reads costs both redis-py and the server."""
-        groups: dict[str, list[int]] = {}
-        for i, (tag, _) in enumerate(keyed):
-            groups.setdefault(tag, []).append(i)
+        chunks = slot_chunks([tag for tag, _ in keyed])
 
         def build(pipe: Any) -> None:
-            for at in groups.values():
-                for start in range(0, len(at), KEYS_PER_COMMAND):
-                    # execute_command: a cluster pipeline blocks pipe.mget(), but one slot's MGET is fine
-                    pipe.execute_command("MGET", *(keyed[i][1] for i in at[start : start + KEYS_PER_COMMAND]))
+            for _, at in chunks:
+                # execute_command: a cluster pipeline blocks pipe.mget(), but one slot's MGET is fine
+                pipe.execute_command("MGET", *(keyed[i][1] for i in at))
 
         replies = await self.call_many(build) if keyed else []
         values: list[Any] = [None] * len(keyed)
-        order = (i for at in groups.values() for i in at)
-        for i, value in zip(order, (v for reply in replies for v in reply), strict=True):
-            values[i] = value
+        for (_, at), reply in zip(chunks, replies, strict=True):
+            for i, value in zip(at, reply, strict=True):
+                values[i] = value
         return values
 
     async def _call(self, build: Build, unwrap: bool) -> Any:
@@ -348,6 +345,20 @@ class AutoPipeline:
 
 
 KEYS_PER_COMMAND = 1000  # most keys or members one MGET, SMISMEMBER or HMGET carries
+
+
+def slot_chunks(tags: list[str]) -> list[tuple[str, list[int]]]:
+    """The positions of ``tags`` grouped by tag (one cluster slot each), in chunks of at most
+    :data:`KEYS_PER_COMMAND`: one multi-key command per chunk."""
+    groups: dict[str, list[int]] = {}
+    for i, tag in enumerate(tags):
+        groups.setdefault(tag, []).append(i)
+    return [
+        (tag, at[start : start + KEYS_PER_COMMAND])
+        for tag, at in groups.items()
+        for start in range(0, len(at), KEYS_PER_COMMAND)
+    ]
+
 
 _SHARED: weakref.WeakKeyDictionary[Any, AutoPipeline] = weakref.WeakKeyDictionary()
 

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from herald_common.policy import MANUAL, SUPPRESSION_CODES
-from herald_common.redisio import KEYS_PER_COMMAND, Keys, auto_pipeline
+from herald_common.redisio import Keys, auto_pipeline, slot_chunks
 from herald_common.settings import CHANNELS, Channel
 
 UNKNOWN: Final = "unknown"  # suppressed before entries had details
@@ -102,15 +102,8 @@ class Suppressions:
 
     async def check_many(self, asked: list[tuple[str, str]]) -> list[str | None]:
         """:meth:`check` for many ``(tenant, address)`` pairs, in one round trip."""
-        groups: dict[str, list[int]] = {}  # per tenant (one cluster slot): one SMISMEMBER and one HMGET
         lowered = [address.lower() for _, address in asked]
-        for i, (tenant_id, _) in enumerate(asked):
-            groups.setdefault(tenant_id, []).append(i)
-        chunks = [
-            (tenant_id, at[start : start + KEYS_PER_COMMAND])
-            for tenant_id, at in groups.items()
-            for start in range(0, len(at), KEYS_PER_COMMAND)
-        ]
+        chunks = slot_chunks([tenant_id for tenant_id, _ in asked])  # per chunk: SMISMEMBER and HMGET
 
         def build(pipe: Any) -> None:
             for tenant_id, chunk in chunks:

@@ -54,6 +54,7 @@ class BatchSender:
         batch: list[tuple[ConsumerRecord, Delivery]] = []
         seen: set[tuple[int, bytes | None]] = set()  # keys with a delivery in the chunks
         held: set[tuple[int, bytes | None]] = set()  # keys whose deliveries go through handle
+        paused: dict[tuple[str, str], bool] = {}  # asked once per campaign and batch, not per delivery
         now = time.time()
         for rec in recs:
             try:
@@ -67,7 +68,7 @@ class BatchSender:
                 or key in seen
                 or d.fallback is not None
                 or (d.expires_at is not None and d.expires_at < now)
-                or await self._paused(d)
+                or await self._paused(d, paused)
             ):
                 held.add(key)
                 singly.append(rec)
@@ -80,9 +81,14 @@ class BatchSender:
             await self.sender.handle(rec)
         return unreadable
 
-    async def _paused(self, d: Delivery) -> bool:
+    async def _paused(self, d: Delivery, known: dict[tuple[str, str], bool]) -> bool:
         campaign = d.origin.campaign_id if d.origin is not None else None
-        return campaign is not None and await self.sender.campaigns.paused(d.tenant_id, campaign)
+        if campaign is None:
+            return False
+        key = (d.tenant_id, campaign)
+        if key not in known:
+            known[key] = await self.sender.campaigns.paused(d.tenant_id, campaign)
+        return known[key]
 
     async def _each(self, go: list[tuple[ConsumerRecord, Delivery, int]]) -> list[ConsumerRecord]:
         """One request per message, all at once, each recorded as soon as it is answered: the duplicate
