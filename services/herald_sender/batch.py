@@ -1,12 +1,10 @@
-"""The batching sender: each fetched batch of deliveries at once, on any channel and lane without a fair
-share (that one admits deliveries one by one).
+"""The batching sender: each fetched batch of deliveries at once, for a provider that takes many messages
+per request (SendGrid), on either lane without a fair share (that one admits deliveries one by one).
 
 The consumer runner hands it each fetched batch whole (its batch mode). The deliveries are begun in one
 pipeline of ledger scripts and sent in chunks: a provider that takes many messages per request
 (SendGrid) gets requests of up to ``HERALD_SENDGRID_BATCH_MAX``, whose sent messages are recorded in
-one pipeline and reported in one produce; any other gets the chunk's messages concurrently, one
-request each (``HERALD_CONSUMER_CONCURRENCY`` at a time), every one through its own rate-limit token,
-breaker and failover and recorded as soon as it is answered, as alone. Whatever is out of the ordinary
+one pipeline and reported in one produce. Whatever is out of the ordinary
 goes through :meth:`Sender.handle`, one at a time, exactly as without the batch mode: a delivery that
 expired, whose campaign is paused, that can fall back to another channel, that the ledger already
 knows (a replay, a cancellation, a stale copy); and a refused send goes through the sender's own
@@ -19,7 +17,6 @@ after the chunks, in offset order.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -27,7 +24,7 @@ import pydantic
 from aiokafka.structs import ConsumerRecord
 
 from herald_common.wire import Delivery, Status
-from herald_providers.base import PermanentError, SendResult, TransientError
+from herald_providers.base import SendResult
 from herald_sender.handler import Sender
 from herald_sender.ledger import Cancellable
 
@@ -90,34 +87,6 @@ class BatchSender:
             known[key] = await self.sender.campaigns.paused(d.tenant_id, campaign)
         return known[key]
 
-    async def _each(self, go: list[tuple[ConsumerRecord, Delivery, int]]) -> list[ConsumerRecord]:
-        """One request per message, all at once, each recorded as soon as it is answered: the duplicate
-        window (accepted, not yet in the ledger) stays one Redis round trip per message, never the
-        slowest request of the chunk. Returns the in-place retries, for ``handle``."""
-        s = self.sender
-        sent: list[tuple[Delivery, int, SendResult]] = []
-
-        async def one(rec: ConsumerRecord, d: Delivery, attempts: int) -> ConsumerRecord | None:
-            started = time.perf_counter()
-            try:
-                result = await s.outbound.send(s.message(d))
-            except (PermanentError, TransientError) as exc:
-                return rec if await s.after_error(rec, d, attempts, exc, started) else None
-            await s.ledger_sent(d, result, started)
-            sent.append((d, attempts, result))
-            return None
-
-        outcomes = await asyncio.gather(*(one(*item) for item in go), return_exceptions=True)
-        # The `sent` statuses in one produce (a crash before it: the redelivered record finds the ledger
-        # done and announces the status again). Every send is answered and recorded before an error
-        # fails the batch, which is then retried whole and the ledger knows which were sent.
-        if sent:
-            await s.durably(lambda: s.report.statuses([(d, "sent", _sent_fields(a, r)) for d, a, r in sent]))
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return [rec for rec in outcomes if isinstance(rec, ConsumerRecord)]
-
     async def _send(self, batch: list[tuple[ConsumerRecord, Delivery]]) -> list[ConsumerRecord]:
         """Begin, send and record one provider request's worth; returns the records left to handle singly."""
         s = self.sender
@@ -137,8 +106,6 @@ class BatchSender:
         singly = [rec for (rec, _), b in zip(batch, begins, strict=True) if b.outcome != "go"]
         if not go:
             return singly
-        if s.outbound.batcher is None:
-            return singly + await self._each(go)
         started = time.perf_counter()
         outcomes = await s.outbound.chain.send_batch([s.message(d) for _, d, _ in go])
         sent: list[tuple[Delivery, int, SendResult]] = []

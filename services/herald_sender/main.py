@@ -30,11 +30,9 @@ async def serve(settings: SenderSettings, lifecycle: Lifecycle) -> None:
         outbound = build_outbound(settings, ctx.redis)
         await outbound.start()
         sender = Sender(ctx, settings, outbound)
-        if outbound.fair is not None:  # a bulk lane's fair share admits deliveries one by one
-            return sender.handle, outbound.close
-        # a chunk: one SendGrid request of many messages, or that many requests at once
-        chunk = settings.sendgrid_batch_max if outbound.batcher is not None else settings.consumer_concurrency
-        return BatchSender(sender, chunk), outbound.close
+        if outbound.batcher is not None and outbound.fair is None:  # many messages per provider request
+            return BatchSender(sender, settings.sendgrid_batch_max), outbound.close
+        return sender.handle, outbound.close
 
     await run_worker(
         service="sender",
