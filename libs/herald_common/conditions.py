@@ -1,16 +1,31 @@
 """Trigger expressions in CEL (the Common Expression Language, via the ``cel`` package): a rule's
-``condition`` (true sends) and its ``cancellation_key`` (a string).
+``condition`` (true sends) and its ``cancellation_key`` (a string), and a campaign's ``segment``.
 
 Expressions see two variables: ``event`` (``id``, ``type``, ``data``, ``occurred_at`` as an RFC 3339
 string) and ``contact`` (``id``, ``attributes``, ``locale``, ``timezone``, ``has_email``, ``has_phone``,
 ``has_push``). They are compiled once per trigger version (the compiled programs are cached by tenant,
-event type and version) and checked when the trigger is saved: a syntax error is reported with its
-line and column.
+event type and version) and checked when the trigger or campaign is saved *and* whenever a stored one
+is compiled again to be run (a stored expression that the current bounds refuse is never run: the rule
+reads ``condition_error``, the campaign cannot start). A syntax error is reported with its line and
+column.
 
-Evaluation is bounded: CEL has no loops or recursion, an expression is at most
-:data:`MAX_EXPRESSION_CHARS` long with at most :data:`MAX_COMPREHENSIONS` comprehension macros (``map``,
-``filter``, ``all``, ``exists``, ``exists_one``), and its inputs are bounded by the request size. A
-runtime error (a missing field, a type mismatch) is an :class:`ExpressionError`, never a crash.
+The promise — evaluation is budgeted, deterministically:
+
+- **Static bounds, on the syntax tree.** The text is parsed again by :mod:`herald_common.cel_syntax`
+  (comments and string literals of every quote form are tokens, so neither can hide or fake a macro)
+  and bounded by :mod:`herald_common.cel_cost`: at most :data:`MAX_EXPRESSION_CHARS` characters, at
+  most one comprehension macro and none nested in another, only ``event``, ``contact`` and the macro's
+  variable as names, an allow-list of functions (``matches`` with a literal pattern), and a cost
+  polynomial ``cost(S)`` in the size ``S`` of what the expression reads.
+- **A budget at every evaluation.** The input is cut down to the fields the expression names, measured
+  (:func:`~herald_common.cel_cost.measure`), and the evaluation runs only when ``cost(S)`` is within
+  :data:`EXPRESSION_BUDGET` steps (≈ 50 ms at a pessimistic rate, far less in practice) and within
+  what is left of the caller's :class:`Budget` (an event's rules share one, :data:`EVENT_BUDGET`).
+  Otherwise it is :class:`BudgetExceeded` before any work is done: nothing is truncated, and the
+  outcome does not depend on timing or load. So a quadratic condition is fine over a small event and
+  refused over a large one, and one tenant's expression cannot hold a shared event loop for long.
+
+A runtime error (a missing field, a type mismatch) is an :class:`ExpressionError`, never a crash.
 """
 
 from __future__ import annotations
@@ -18,17 +33,40 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import cel
 
-MAX_EXPRESSION_CHARS = 1000
-MAX_COMPREHENSIONS = 1  # one comprehension: evaluation stays linear in the size of its input
-VARIABLES = frozenset({"event", "contact"})
-# Macros expand at compile time (the program names no function for them): count them in the source, a
-# string that merely contains one counting too (which can only make the bound stricter).
-_COMPREHENSION = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(")
+from herald_common.cel_cost import (
+    EXPRESSION_BUDGET,
+    MAX_COMPREHENSIONS,
+    VARIABLES,
+    Analysis,
+    BoundsProblem,
+    analyse,
+    measure,
+)
+from herald_common.cel_syntax import SyntaxProblem, parse
+
+__all__ = [
+    "EVENT_BUDGET",
+    "EXPRESSION_BUDGET",
+    "MAX_COMPREHENSIONS",
+    "MAX_EXPRESSION_CHARS",
+    "VARIABLES",
+    "Budget",
+    "BudgetExceeded",
+    "Expression",
+    "ExpressionCache",
+    "ExpressionError",
+    "compile_expression",
+    "contact_variables",
+]
+
+MAX_EXPRESSION_CHARS: Final = 1000
+EVENT_BUDGET: Final = 4 * EXPRESSION_BUDGET  # all the expressions of one event's rules together
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
+_NAMED_FUNCTION = re.compile(r"^\.?[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ExpressionError(ValueError):
@@ -40,26 +78,60 @@ class ExpressionError(ValueError):
         self.message, self.line, self.column = message, line, column
 
 
+class BudgetExceeded(ExpressionError):
+    """The evaluation would cost more than its budget for this input: refused before it runs."""
+
+
+class Budget:
+    """Steps left for a group of evaluations (an event's rules); each evaluation spends its bound."""
+
+    def __init__(self, steps: int) -> None:
+        self.total = self.left = steps
+
+    def spend(self, steps: int) -> None:
+        if steps > self.left:
+            raise BudgetExceeded(
+                f"over the evaluation budget: about {steps:,} steps for this input, {self.left:,} "
+                f"left of the {self.total:,} shared by this event's rules"
+            )
+        self.left -= steps
+
+
 @dataclass(frozen=True, slots=True)
 class Expression:
     source: str
     program: cel.Program
+    bounds: Analysis
 
-    def evaluate(self, variables: dict[str, Any]) -> Any:
+    def steps(self, variables: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """What the expression sees of ``variables``, and the bound of evaluating it over that."""
+        view = self.bounds.view(variables)
+        size = measure(view, self.bounds.max_input)
+        if size > self.bounds.max_input:
+            raise BudgetExceeded(
+                f"over its evaluation budget: the input it reads has size over {self.bounds.max_input:,}, "
+                f"the most its cost allows within {EXPRESSION_BUDGET:,} steps"
+            )
+        return view, self.bounds.steps(size)
+
+    def evaluate(self, variables: dict[str, Any], budget: Budget | None = None) -> Any:
+        view, steps = self.steps(variables)
+        if budget is not None:
+            budget.spend(steps)
         try:
-            return self.program.execute(variables)
+            return self.program.execute(view)
         except Exception as exc:  # the CEL runtime raises KeyError, TypeError, ValueError, RuntimeError…
             raise ExpressionError(f"{type(exc).__name__}: {exc}".strip()) from None
 
-    def test(self, variables: dict[str, Any]) -> bool:
+    def test(self, variables: dict[str, Any], budget: Budget | None = None) -> bool:
         """A condition's verdict; anything but a boolean result is an error."""
-        result = self.evaluate(variables)
+        result = self.evaluate(variables, budget)
         if not isinstance(result, bool):
             raise ExpressionError(f"the condition gave {type(result).__name__}, not a boolean")
         return result
 
-    def text(self, variables: dict[str, Any]) -> str:
-        result = self.evaluate(variables)
+    def text(self, variables: dict[str, Any], budget: Budget | None = None) -> str:
+        result = self.evaluate(variables, budget)
         if not isinstance(result, str | int) or isinstance(result, bool):
             raise ExpressionError(f"the expression gave {type(result).__name__}, not a string")
         return str(result)
@@ -80,13 +152,15 @@ def compile_expression(source: str) -> Expression:
         if match:
             raise ExpressionError(match.group(3), int(match.group(1)), int(match.group(2))) from None
         raise ExpressionError(text.splitlines()[0] if text else type(exc).__name__) from None
-    macros = len(_COMPREHENSION.findall(source))
-    if macros > MAX_COMPREHENSIONS:
-        raise ExpressionError(f"uses {macros} comprehension macros; at most {MAX_COMPREHENSIONS} are allowed")
-    unknown = sorted(set(program.variables()) - VARIABLES)
-    if unknown and not macros:  # a macro's own bound names are listed too, so only check without one
-        raise ExpressionError(f"unknown variable {unknown[0]!r}; use event and contact")
-    return Expression(source, program)
+    try:
+        bounds = analyse(parse(source), source)
+    except (SyntaxProblem, BoundsProblem) as exc:
+        raise ExpressionError(exc.message, exc.line, exc.column) from None
+    # Both parsers must have read the same expression: the names each one found agree.
+    named = {f for f in program.functions() if _NAMED_FUNCTION.match(f)}
+    if set(program.variables()) != bounds.idents or not named <= bounds.functions:
+        raise ExpressionError("could not be checked: simplify the expression")
+    return Expression(source, program, bounds)
 
 
 class ExpressionCache:
