@@ -3,7 +3,11 @@ time, cancellation key, channels), publish the notification through the intake l
 deterministic id and idempotency key, and record every decision for ``GET /v1/events/{id}``.
 
 A redelivered event publishes nothing twice: each rule's notification has the id and the intake
-idempotency key the event id and the rule's index give, so the second publish replays the first."""
+idempotency key the event id and the rule's index give, so the second publish replays the first.
+
+The rules' CEL expressions share one :class:`~herald_common.conditions.Budget` per event
+(``EVENT_BUDGET`` steps): an expression over its budget, or a stored one today's bounds refuse, is a
+``condition_error`` (``cancellation_key_error`` for a key) without being run."""
 
 from __future__ import annotations
 
@@ -20,7 +24,13 @@ from aiokafka.structs import ConsumerRecord
 from herald_common import metrics
 from herald_common.cache import TTLCache
 from herald_common.cancel import announce, cancel_by_key, cancelled_events
-from herald_common.conditions import ExpressionCache, ExpressionError, contact_variables
+from herald_common.conditions import (
+    EVENT_BUDGET,
+    Budget,
+    ExpressionCache,
+    ExpressionError,
+    contact_variables,
+)
 from herald_common.events import (
     Decision,
     EventOutcome,
@@ -100,11 +110,12 @@ class EventRouter:
         else:
             outcome.trigger_version = trigger.version
             contact = await self.store.get_contact(event.tenant_id, event.contact_id)
+            budget = Budget(EVENT_BUDGET)  # the rules' expressions share it: one event is bounded
             for i, rule in enumerate(trigger.rules):
                 if contact is None:
                     decision = Decision(rule=i, template_id=rule.template_id, reason="unknown_contact")
                 else:
-                    decision = await self._rule(event, trigger, i, rule, contact)
+                    decision = await self._rule(event, trigger, i, rule, contact, budget)
                 outcome.decisions.append(decision)
         for d in outcome.decisions:
             metrics.EVENT_DECISIONS.labels(d.reason).inc()
@@ -124,7 +135,13 @@ class EventRouter:
         )
 
     async def _rule(
-        self, event: EventRecord, trigger: Trigger, i: int, rule: TriggerRule, contact: Contact
+        self,
+        event: EventRecord,
+        trigger: Trigger,
+        i: int,
+        rule: TriggerRule,
+        contact: Contact,
+        budget: Budget,
     ) -> Decision:
         decision = Decision(rule=i, template_id=rule.template_id, reason="notified")
         if is_stale(rule, event.occurred_at, datetime.now(UTC)):
@@ -133,8 +150,9 @@ class EventRouter:
         cache_key = (event.tenant_id, event.type, str(trigger.version), str(i))
         if rule.condition is not None:
             try:
-                matched = self.expressions.get((*cache_key, "condition"), rule.condition).test(variables)
-            except ExpressionError as exc:
+                condition = self.expressions.get((*cache_key, "condition"), rule.condition)
+                matched = condition.test(variables, budget)
+            except ExpressionError as exc:  # a runtime error, over budget, or refused by today's bounds
                 return decision.model_copy(update={"reason": "condition_error", "error": str(exc)[:500]})
             if not matched:
                 return decision.model_copy(update={"reason": "condition_false"})
@@ -143,8 +161,8 @@ class EventRouter:
         except DelayError as exc:
             return decision.model_copy(update={"reason": "delay_error", "error": str(exc)})
         try:
-            key = self._key(cache_key, "key", rule.cancellation_key, variables)
-            cancels = self._key(cache_key, "cancels", rule.cancels, variables)
+            key = self._key(cache_key, "key", rule.cancellation_key, variables, budget)
+            cancels = self._key(cache_key, "cancels", rule.cancels, variables, budget)
         except ExpressionError as exc:
             return decision.model_copy(update={"reason": "cancellation_key_error", "error": str(exc)[:500]})
         if cancels is not None:
@@ -186,12 +204,17 @@ class EventRouter:
         )
 
     def _key(
-        self, cache_key: tuple[str, ...], name: str, source: str | None, variables: dict[str, Any]
+        self,
+        cache_key: tuple[str, ...],
+        name: str,
+        source: str | None,
+        variables: dict[str, Any],
+        budget: Budget,
     ) -> str | None:
         """A rule's cancellation-key expression evaluated for this event (None when it has none)."""
         if source is None:
             return None
-        key = self.expressions.get((*cache_key, name), source).text(variables)
+        key = self.expressions.get((*cache_key, name), source).text(variables, budget)
         if not _KEY.match(key):
             raise ExpressionError(f"{key[:50]!r} is not a valid cancellation key")
         return key
