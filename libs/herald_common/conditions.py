@@ -56,6 +56,7 @@ __all__ = [
     "VARIABLES",
     "Budget",
     "BudgetExceeded",
+    "BudgetSpent",
     "Expression",
     "ExpressionCache",
     "ExpressionError",
@@ -82,17 +83,23 @@ class BudgetExceeded(ExpressionError):
     """The evaluation would cost more than its budget for this input: refused before it runs."""
 
 
-class Budget:
-    """Steps left for a group of evaluations (an event's rules); each evaluation spends its bound."""
+class BudgetSpent(BudgetExceeded):
+    """The evaluation fits its own budget but not what is left of a shared :class:`Budget`."""
 
-    def __init__(self, steps: int) -> None:
+
+class Budget:
+    """Steps left for a group of evaluations (an event's rules, a round of a campaign's segment); each
+    evaluation spends its bound before it runs."""
+
+    def __init__(self, steps: int, shared_by: str = "this event's rules") -> None:
         self.total = self.left = steps
+        self.shared_by = shared_by
 
     def spend(self, steps: int) -> None:
         if steps > self.left:
-            raise BudgetExceeded(
+            raise BudgetSpent(
                 f"over the evaluation budget: about {steps:,} steps for this input, {self.left:,} "
-                f"left of the {self.total:,} shared by this event's rules"
+                f"left of the {self.total:,} shared by {self.shared_by}"
             )
         self.left -= steps
 

@@ -133,7 +133,7 @@ WEBHOOK_SECONDS = Histogram(
 )
 CAMPAIGN_RECIPIENTS = Counter(
     "herald_campaign_recipients_total",
-    "Campaign recipients handled by the campaigns service (fanned_out|cancelled|snapshotted)",
+    "Campaign recipients handled by the campaigns service (fanned_out|cancelled|snapshotted|skipped)",
     ["outcome"],
     registry=REGISTRY,
 )

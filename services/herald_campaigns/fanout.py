@@ -5,7 +5,12 @@ half a second plus one batch) and does one step of its phase:
 
 - ``snapshot`` (only with a segment): the next page of the uploaded audience, else of the tenant's
   contact index, is read with its contacts, the segment evaluated, the matches added to the campaign's
-  ``recipients`` set and the page's last id checkpointed (one transaction). Without a segment the
+  ``recipients`` set and the last id evaluated checkpointed (one transaction). The segment is budgeted
+  (:mod:`herald_common.conditions`): a contact for whom it would cost more than its budget is recorded
+  ``skipped`` (reason ``segment_over_budget``), and a round evaluates at most
+  :data:`SNAPSHOT_ROUND_BUDGET` steps before the next round goes on from its checkpoint, so a costly
+  segment over many contacts never holds the service's loop for long. A stored segment that today's
+  bounds refuse matches nobody (and ``:start`` refuses it). Without a segment the
   uploaded audience is the recipient list as it stood at start (uploads are refused once started).
 - ``fanout``: the next batch of recipients after the checkpoint is published through
   :class:`~herald_common.intake.Intake` (acks=all) under their deterministic ids, then the batch is
@@ -32,10 +37,20 @@ from herald_common.campaigns.model import recipient_notification_id
 from herald_common.campaigns.records import Records
 from herald_common.campaigns.store import CampaignStore, Snapshot
 from herald_common.campaigns.view import describe
-from herald_common.conditions import ExpressionError, compile_expression, contact_variables
+from herald_common.conditions import (
+    EXPRESSION_BUDGET,
+    Budget,
+    BudgetExceeded,
+    BudgetSpent,
+    Expression,
+    ExpressionError,
+    compile_expression,
+    contact_variables,
+)
 from herald_common.ids import NotificationIds
 from herald_common.intake import Intake, QueueUnavailable, Submission
 from herald_common.notices import Notice, NoticeType, publish_notices
+from herald_common.redisio import queue_all
 from herald_common.schemas import NotificationIn, Recipient
 from herald_common.store import Store
 from herald_common.wire import Origin
@@ -43,6 +58,8 @@ from herald_common.wire import Origin
 log = structlog.get_logger()
 
 SNAPSHOT_PAGE = 1000
+SNAPSHOT_ROUND_BUDGET = 4 * EXPRESSION_BUDGET  # segment steps per snapshot round, then the loop turns
+OVER_BUDGET = "segment_over_budget"
 ROUND_S = 0.5  # a batch lasts this long at the campaign's rate: rate changes and pauses apply within it
 
 
@@ -69,6 +86,7 @@ class CampaignRun:
         self.stopping = stop.is_set
         self.progress_s = progress_s
         self._progress_at: dict[str, float] = {}  # campaign id → when its last progress notice went out
+        self._segments: dict[str, tuple[str, Expression | None]] = {}  # campaign id → (source, compiled)
 
     async def run(self, tenant_id: str, campaign_id: str) -> None:
         """Rounds until the campaign is done, paused, cancelled and recorded, or the process drains."""
@@ -124,6 +142,7 @@ class CampaignRun:
                 c.tenant_id, c.id, ("cancelled",), "cancelled", active=None, phase="done"
             )
         self._progress_at.pop(c.id, None)
+        self._segments.pop(c.id, None)
         await self._notice(c.tenant_id, c.id, "campaign.finished", final)
 
     async def _progress(self, snap: Snapshot) -> None:
@@ -163,29 +182,55 @@ class CampaignRun:
         page = await self.store.members(source, after, SNAPSHOT_PAGE)
         target = self._recipients_key(snap)
         if not page:
-            total = await self.store.redis.zcard(target)
+            # the recipients: those the segment selected and those it was over budget for (skipped)
+            total = await self.store.redis.zcard(target) + int(snap.number("snap_skipped"))
             await self.store.set_fields(c.tenant_id, c.id, phase="fanout", recipients=total)
             return
-        assert c.segment is not None
-        try:
-            segment = compile_expression(c.segment)
-        except ExpressionError:
-            segment = None  # checked when created; a stored one that no longer compiles matches nobody
+        segment = self._segment(snap)
+        budget = Budget(SNAPSHOT_ROUND_BUDGET, "one round of the segment")
         matched: list[str] = []
-        for contact in await self.contacts.get_contacts(c.tenant_id, page):
-            if contact is None or segment is None:
-                continue
-            try:
-                if segment.test({"contact": contact_variables(contact)}):
-                    matched.append(contact.id)
-            except ExpressionError:
-                continue
+        over: list[str] = []
+        last = page[-1]
+        for cid, contact in zip(page, await self.contacts.get_contacts(c.tenant_id, page), strict=True):
+            if contact is not None and segment is not None:
+                try:
+                    if segment.test({"contact": contact_variables(contact)}, budget):
+                        matched.append(contact.id)
+                except BudgetSpent:  # this round's share is used: the next round starts here
+                    break
+                except BudgetExceeded:
+                    over.append(contact.id)
+                except ExpressionError:
+                    pass  # a field it needs is missing, say: not in the segment
+            last = cid
         async with self.store.redis.pipeline(transaction=True) as pipe:
             if matched:
                 pipe.zadd(target, dict.fromkeys(matched, 0))
-            pipe.hset(keys.campaign(c.tenant_id, c.id), "snap_cursor", page[-1])
+            skips = [self.records.move_build(c.tenant_id, c.id, cid, "skipped", OVER_BUDGET) for cid in over]
+            await queue_all(skips, pipe)
+            if over:
+                pipe.hincrby(keys.campaign(c.tenant_id, c.id), "snap_skipped", len(over))
+            pipe.hset(keys.campaign(c.tenant_id, c.id), "snap_cursor", last)
             await pipe.execute()
         metrics.CAMPAIGN_RECIPIENTS.labels("snapshotted").inc(len(matched))
+        if over:
+            metrics.CAMPAIGN_RECIPIENTS.labels("skipped").inc(len(over))
+
+    def _segment(self, snap: Snapshot) -> Expression | None:
+        """The campaign's segment, compiled once per run under today's bounds; None (nobody matches)
+        when they refuse a stored one."""
+        c = snap.campaign
+        assert c.segment is not None
+        cached = self._segments.get(c.id)
+        if cached is not None and cached[0] == c.segment:
+            return cached[1]
+        try:
+            compiled: Expression | None = compile_expression(c.segment)
+        except ExpressionError as exc:
+            log.warning("campaign segment refused; it matches nobody", campaign=c.id, error=str(exc))
+            compiled = None
+        self._segments[c.id] = (c.segment, compiled)
+        return compiled
 
     async def _fanout_batch(self, snap: Snapshot) -> int:
         c = snap.campaign

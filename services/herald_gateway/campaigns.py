@@ -62,7 +62,7 @@ async def create(request: web.Request) -> web.Response:
             raise ProblemError(
                 422, "the segment does not compile", [{"field": "segment", "message": str(exc)}]
             ) from None
-        if "event" in expression.program.variables():
+        if "event" in expression.bounds.paths:
             raise ProblemError(
                 422, "a segment sees only contact", [{"field": "segment", "message": "use contact"}]
             )
@@ -127,6 +127,16 @@ async def start(request: web.Request) -> web.Response:
     snap = await _load(request)
     if snap.campaign.segment is None and not snap.number("audience"):
         raise ProblemError(409, "upload an audience or give the campaign a segment before starting it")
+    if snap.campaign.segment is not None:  # saved under older bounds, perhaps: check it under today's
+        try:
+            compile_expression(snap.campaign.segment)
+        except ExpressionError as exc:
+            raise ProblemError(
+                409,
+                "the campaign's segment is refused by the current expression bounds; "
+                "create the campaign again with a segment that passes them",
+                [{"field": "segment", "message": str(exc)}],
+            ) from None
     now = time.time()
     state, due = _due(snap, now)
     return await _act(request, ("draft",), state, active=due, started_at=repr(now))
