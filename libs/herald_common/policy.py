@@ -26,7 +26,10 @@ Every outcome is a status with a human ``reason`` and a machine-readable ``reaso
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from herald_common.schemas import Tenant
 
 # Machine-readable reasons (``reason_code`` on a status).
 OPTED_OUT_CHANNEL: Final = "opted_out_channel"
@@ -78,3 +81,12 @@ REASON_CODES: Final = (
 )
 
 TRANSACTIONAL: Final = "transactional"
+
+
+def is_transactional(category: str, tenant: Tenant | None) -> bool:
+    """The one rule for "is this category transactional for this tenant": the ``transactional``
+    category, and every category the tenant lists in ``transactional_categories`` (booking
+    confirmations, one-time codes). Such a message travels on the transactional lane, ignores category
+    opt-outs and quiet hours, and carries no unsubscribe link; frequency caps apply only where a cap
+    names its category."""
+    return category == TRANSACTIONAL or (tenant is not None and category in tenant.transactional_categories)

@@ -28,7 +28,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from herald_common.policy import TRANSACTIONAL
+from herald_common.policy import is_transactional
 from herald_common.schemas import Tenant
 
 PATH = "/u/"
@@ -42,9 +42,7 @@ MAX_TOKEN_CHARS = 1024
 def is_marketing(category: str, tenant: Tenant | None) -> bool:
     """True for a category whose email carries the link: neither transactional nor one the tenant
     sends on the transactional lane (booking confirmations are not something to unsubscribe from)."""
-    if category == TRANSACTIONAL:
-        return False
-    return tenant is None or category not in tenant.transactional_categories
+    return not is_transactional(category, tenant)
 
 
 def link_key(unsubscribe_secret: str | None, id_secret: bytes) -> bytes:

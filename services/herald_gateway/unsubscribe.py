@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from herald_common.ids import shared_secret
-from herald_common.policy import TRANSACTIONAL
+from herald_common.policy import is_transactional
 from herald_common.schemas import Contact, Tenant
 from herald_common.unsubscribe import ONE_CLICK, PATH, Claim, Tokens, link_key
 from herald_gateway.context import KEYS, REDIS, SETTINGS, STORE
@@ -59,8 +59,7 @@ async def _form(request: web.Request) -> dict[str, list[str]] | None:
 
 
 def _marketing(tenant: Tenant | None, names: set[str]) -> set[str]:
-    excluded = {TRANSACTIONAL, *(tenant.transactional_categories if tenant else ())}
-    return names - excluded
+    return {name for name in names if not is_transactional(name, tenant)}
 
 
 def _choices(claim: Claim, tenant: Tenant | None, contact: Contact) -> dict[str, bool]:

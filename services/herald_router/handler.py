@@ -224,7 +224,7 @@ class Router:
             assert req.content is not None
             content = req.content
         tenant = await self._tenant(req.tenant_id)
-        plans = plan_channels(req, contact, content, category)
+        plans = plan_channels(req, contact, content, category, tenant)
         return _Routing(rec, req, contact, content, category, tenant, plans, now)
 
     async def _finish(self, r: _Routing, why: dict[str, str | None], out: Out) -> None:

@@ -18,7 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from herald_common.cancel import Cancellations
 from herald_common.caps import FrequencyCaps
 from herald_common.delayed import DelayedRecord, DelayQueue
-from herald_common.policy import TRANSACTIONAL
+from herald_common.policy import is_transactional
 from herald_common.quiet_hours import next_allowed, resolve
 from herald_common.schemas import Contact, Tenant
 from herald_common.wire import NotificationRequest
@@ -68,8 +68,9 @@ class RouterPolicy:
         return await self.caps.admit(req.tenant_id, recipient, category, req.id, caps, self.clock())
 
     def quiet_until(self, tenant: Tenant | None, contact: Contact | None, category: str) -> float | None:
-        """When quiet hours end, if the notification falls inside them (transactional never does)."""
-        if category == TRANSACTIONAL:
+        """When quiet hours end, if the notification falls inside them (a category transactional for
+        the tenant never does)."""
+        if is_transactional(category, tenant):
             return None
         applies = resolve(
             tenant.quiet_hours if tenant else None,

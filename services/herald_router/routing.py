@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from herald_common import policy
 from herald_common.channels import CHANNELS, ChannelSpec, spec
-from herald_common.schemas import ChannelContent, Contact
+from herald_common.schemas import ChannelContent, Contact, Tenant
 from herald_common.wire import NotificationRequest
 
 
@@ -46,6 +46,7 @@ def plan_channels(
     contact: Contact | None,
     content: ChannelContent | Any,
     category: str,
+    tenant: Tenant | None = None,
     channels: Mapping[str, ChannelSpec] = CHANNELS,
 ) -> list[ChannelPlan]:
     """One plan per requested channel. ``content`` has one attribute per channel (``ChannelContent``);
@@ -75,7 +76,7 @@ def plan_channels(
                     )
                 )
                 continue
-            if category != "transactional" and prefs.categories.get(category) is False:
+            if not policy.is_transactional(category, tenant) and prefs.categories.get(category) is False:
                 plans.append(
                     ChannelPlan(
                         channel,

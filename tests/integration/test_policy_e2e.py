@@ -179,6 +179,35 @@ async def test_quiet_hours_let_transactional_through_and_a_contact_can_opt_out(s
     await wait_status(stack, body["id"], "sent")
 
 
+async def test_a_tenants_transactional_category_is_never_held_nor_opted_out(stack: Stack) -> None:
+    """A tenant's own transactional category (``booking``) passes quiet hours and category opt-outs
+    like ``transactional`` does; its marketing still waits."""
+    now = time.time()
+    window = {"start": _clock(now - 120), "end": _clock(now + 3600), "timezone": "UTC"}
+    await _tenant(stack, quiet_hours=window, transactional_categories=["booking"])
+    status, body = await stack.api.call(
+        "PUT",
+        "/v1/contacts/booker",
+        {"email": "booker@example.com", "preferences": {"categories": {"booking": False}}},
+    )
+    assert status in (200, 201), body
+    booking = await _send(stack, "late-booking@example.com", category="booking")
+    await wait_status(stack, booking, "sent")
+    status, body = await stack.api.call(
+        "POST",
+        "/v1/notifications",
+        {
+            "to": {"contact_id": "booker"},
+            "category": "booking",
+            "content": {"email": {"subject": "s", "text": "t"}},
+        },
+    )
+    assert status == 202, body
+    await wait_status(stack, body["id"], "sent")
+    promo = await _send(stack, "late-promo@example.com", category="marketing")
+    await wait_status(stack, promo, "held")
+
+
 async def test_a_cap_of_two_a_day_caps_the_third(stack: Stack) -> None:
     await _tenant(stack, frequency_caps={"marketing": [{"max": 2, "per": "P1D"}]})
     body = {"to": {"contact_id": "fan"}, "content": {"email": {"subject": "s", "text": "t"}}}

@@ -115,13 +115,13 @@ def test_a_toy_channel_is_planned_from_its_spec_alone() -> None:
     contact = Contact(id="c1", attributes={"whatsapp": "+447911123456"})
     content = ToyContent(whatsapp=WhatsAppContent(text="hi"))
     assert requested_channels(_req(), content, WITH_TOY) == ["whatsapp"]
-    (plan,) = plan_channels(_req(), contact, content, "transactional", WITH_TOY)
+    (plan,) = plan_channels(_req(), contact, content, "transactional", channels=WITH_TOY)
     assert plan.channel == "whatsapp" and plan.addresses == ["+447911123456"] and plan.skip_status is None
-    (plan,) = plan_channels(_req(), Contact(id="c1"), content, "transactional", WITH_TOY)
+    (plan,) = plan_channels(_req(), Contact(id="c1"), content, "transactional", channels=WITH_TOY)
     assert plan.skip_status == "failed" and "no whatsapp address" in (plan.reason or "")
     opted_out = Contact(id="c1", attributes={"whatsapp": "+447911123456"})
     opted_out.preferences.channels["whatsapp"] = False  # type: ignore[index]
-    (plan,) = plan_channels(_req(), opted_out, content, "transactional", WITH_TOY)
+    (plan,) = plan_channels(_req(), opted_out, content, "transactional", channels=WITH_TOY)
     assert plan.skip_status == "suppressed"
     # the real channels do not know it: not planned from content, an error when asked for by name
     assert plan_channels(_req(), contact, content, "transactional") == []

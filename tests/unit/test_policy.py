@@ -132,3 +132,17 @@ def test_new_statuses_fold() -> None:
     assert overall({}, {"email": {"status": "capped"}, "sms": {"status": "suppressed"}}) == "capped"
     assert overall({}, {"email": {"status": "sent"}, "sms": {"status": "capped"}}) == "sent"
     assert overall({"status": "held"}, {"email": {"status": "cancelled"}}) == "cancelled"
+
+
+def test_one_rule_says_which_categories_are_transactional_for_a_tenant() -> None:
+    from herald_common.policy import is_transactional
+    from herald_common.schemas import Tenant
+    from herald_common.unsubscribe import is_marketing
+
+    tenant = Tenant(
+        id="t1", name="Cinema", created_at=datetime.now(UTC), transactional_categories=["booking"]
+    )
+    assert is_transactional("transactional", None) and is_transactional("transactional", tenant)
+    assert is_transactional("booking", tenant) and not is_transactional("booking", None)
+    assert not is_transactional("marketing", tenant)
+    assert is_marketing("marketing", tenant) and not is_marketing("booking", tenant)

@@ -49,6 +49,7 @@ from herald_common.intake.idempotency import (
     fingerprint,
 )
 from herald_common.kafka import MAX_RECORD_BYTES, SIZE_ERRORS, produce_many, record_size
+from herald_common.policy import is_transactional
 from herald_common.redisio import Keys
 from herald_common.schemas import NotificationIn, Tenant
 from herald_common.settings import Lane
@@ -254,9 +255,7 @@ class Intake:
         template's, else ``transactional``."""
         category = await self._category(tenant_id, n)
         tenant = await self.tenant_cache.get_or_load(tenant_id, lambda: self.store.get_tenant(tenant_id))
-        allowed = category == "transactional" or (
-            tenant is not None and category in tenant.transactional_categories
-        )
+        allowed = is_transactional(category, tenant)
         if n.lane == "transactional" and not allowed:
             raise LaneNotAllowed(category, index)
         if n.lane:
