@@ -7,37 +7,40 @@ python tools/settings_doc.py --check   exit 1 if the README's table is out of da
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
-# (module, class, who reads it) in the order the README lists them.
-CLASSES = [
-    ("herald_common.settings", "CommonSettings", "every service"),
-    ("herald_common.settings", "ConsumerSettings", "router, sender, tracker, scheduler, webhooks"),
-    ("herald_common.webhooks.targets", "TargetSettings", "gateway, webhooks"),
-    ("herald_common.stats", "RecordSettings", "gateway, tracker"),
-    ("herald_gateway.settings", "GatewaySettings", "gateway"),
-    ("herald_providers.config", "ReceiptSettings", "gateway"),
-    ("herald_router.settings", "RouterSettings", "router"),
-    ("herald_sender.settings", "SenderSettings", "sender"),
-    ("herald_providers.config", "ProviderSettings", "sender"),
-    ("herald_tracker.settings", "TrackerSettings", "tracker"),
-    ("herald_scheduler.settings", "SchedulerSettings", "scheduler"),
-    ("herald_webhooks.settings", "WebhooksSettings", "webhooks"),
-]
+EVERY = "every service"
 
 
-def _default(field: object) -> str:
-    from pydantic.fields import FieldInfo
-    from pydantic_core import PydanticUndefined
+def services() -> dict[str, type[BaseSettings]]:
+    """Each long-running service and the settings class it builds (the CLI's one list of services)."""
+    from herald_cli.main import SERVICE_SETTINGS, settings_class
 
-    assert isinstance(field, FieldInfo)
+    return {service: settings_class(service) for service in SERVICE_SETTINGS}
+
+
+def _home_order(classes: list[type[BaseSettings]]) -> list[type[BaseSettings]]:
+    """Settings classes from the most shared to the most specific: the order the table lists them."""
+    order: list[type[BaseSettings]] = []
+    for cls in classes:
+        for base in reversed(cls.__mro__):
+            if isinstance(base, type) and issubclass(base, BaseSettings) and base is not BaseSettings:
+                if base not in order:
+                    order.append(base)
+    shared = [c for c in order if c not in classes]
+    by_users = {c: sum(issubclass(s, c) for s in classes) for c in shared}
+    return sorted(shared, key=lambda c: -by_users[c]) + [c for c in order if c in classes]
+
+
+def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "(required)"
     value = field.default
@@ -48,20 +51,46 @@ def _default(field: object) -> str:
     return f"`{value}`"
 
 
+def _readers(names: list[str], everyone: list[str]) -> str:
+    return EVERY if names == everyone else ", ".join(names)
+
+
+def _per_reader(values: dict[str, str], everyone: list[str]) -> str:
+    """One value when every reader agrees, else each value with the readers it holds for."""
+    distinct = list(dict.fromkeys(values.values()))
+    if len(distinct) == 1:
+        return distinct[0]
+    return "; ".join(
+        f"{_readers([s for s, v in values.items() if v == value], everyone)}: {value or 'unset'}"
+        for value in distinct
+    )
+
+
 def rows() -> list[tuple[str, str, str, str]]:
-    seen: set[str] = set()
+    """One row per variable, naming every service whose settings parse it."""
+    classes = services()
+    everyone = list(classes)
+    fields: dict[str, dict[str, FieldInfo]] = {}  # field name -> {service: its field}
+    for home in _home_order(list(classes.values())):
+        for name in home.__annotations__:
+            if name in home.model_fields:
+                fields.setdefault(name, {})
+    for service, cls in classes.items():
+        for name, field in cls.model_fields.items():
+            fields.setdefault(name, {})[service] = field
     out = []
-    for module, name, users in CLASSES:
-        try:
-            cls: type[BaseSettings] = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-        for field_name, field in cls.model_fields.items():
-            var = "HERALD_" + field_name.upper()
-            if var in seen:
-                continue
-            seen.add(var)
-            out.append((var, _default(field), users, (field.description or "").replace("|", "\\|")))
+    for name, by_service in fields.items():
+        readers = [s for s in everyone if s in by_service]
+        defaults = {s: _default(by_service[s]) for s in readers}
+        meanings = {s: (by_service[s].description or "").replace("|", "\\|") for s in readers}
+        out.append(
+            (
+                "HERALD_" + name.upper(),
+                _per_reader(defaults, everyone),
+                _readers(readers, everyone),
+                _per_reader(meanings, everyone),
+            )
+        )
     return out
 
 

@@ -22,3 +22,41 @@ def test_readme_has_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _readme_rows() -> dict[str, tuple[str, str, str]]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.partition("<!-- settings:start -->")[2].partition("<!-- settings:end -->")[0]
+    rows: dict[str, tuple[str, str, str]] = {}
+    for line in table.strip().splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        rows[cells[0].strip("`")] = (cells[1], cells[2], cells[3])
+    return rows
+
+
+def test_readme_names_every_reader_of_every_setting() -> None:
+    """Each service's settings class is the truth: every field it parses is a variable that service reads."""
+    from herald_cli.main import SERVICE_SETTINGS, settings_class
+
+    rows = _readme_rows()
+    for service in SERVICE_SETTINGS:
+        for field in settings_class(service).model_fields:
+            var = "HERALD_" + field.upper()
+            assert var in rows, f"{var} (read by {service}) is missing from the README"
+            readers = rows[var][1]
+            assert readers == "every service" or service in readers.split(", "), (
+                f"{var} is read by {service}, the README says: {readers}"
+            )
+    assert "HERALD_CAMPAIGNS_LEASE_S" in rows
+    assert "campaigns" in rows["HERALD_ID_SECRET"][1] and "router" in rows["HERALD_ID_SECRET"][1]
+
+
+def test_readme_names_no_reader_that_does_not_read_the_setting() -> None:
+    from herald_cli.main import SERVICE_SETTINGS, settings_class
+
+    fields = {service: set(settings_class(service).model_fields) for service in SERVICE_SETTINGS}
+    for var, (_, readers, _) in _readme_rows().items():
+        field = var.removeprefix("HERALD_").lower()
+        named = list(SERVICE_SETTINGS) if readers == "every service" else readers.split(", ")
+        for service in named:
+            assert field in fields[service], f"README says {service} reads {var}; its settings do not"
