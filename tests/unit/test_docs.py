@@ -60,3 +60,18 @@ def test_readme_names_no_reader_that_does_not_read_the_setting() -> None:
         named = list(SERVICE_SETTINGS) if readers == "every service" else readers.split(", ")
         for service in named:
             assert field in fields[service], f"README says {service} reads {var}; its settings do not"
+
+
+def test_readme_final_states_are_the_code_s() -> None:
+    """The webhooks section lists exactly the statuses that fire ``notification.final``."""
+    import re
+
+    from herald_common.status import TERMINAL
+    from herald_common.webhooks.model import event_types_for
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(r"`notification\.final` only final states \(([^)]*)\)", readme)
+    assert found, "the webhooks section no longer lists the final states"
+    listed = {s.strip().strip("`") for s in re.split(r",|\band\b", found.group(1)) if s.strip()}
+    assert listed == set(TERMINAL)
+    assert all("notification.final" in event_types_for(s) for s in listed)
