@@ -75,3 +75,16 @@ def test_readme_final_states_are_the_code_s() -> None:
     listed = {s.strip().strip("`") for s in re.split(r",|\band\b", found.group(1)) if s.strip()}
     assert listed == set(TERMINAL)
     assert all("notification.final" in event_types_for(s) for s in listed)
+
+
+def test_readme_layout_names_every_service_and_package() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.partition("### Layout")[2].partition("```")[2].partition("```")[0]
+    services_entry = layout.partition("services/herald_*")[2].partition("\ntests/")[0]
+    named = set(re.findall(r"[a-z]+", services_entry))
+    for path in sorted((ROOT / "services").glob("herald_*/")):
+        assert path.name.removeprefix("herald_") in named, f"the layout omits services/{path.name}"
+    for path in sorted((ROOT / "libs" / "herald_common").glob("*/__init__.py")):
+        assert f"{path.parent.name}/" in layout, f"the layout omits libs/herald_common/{path.parent.name}/"
