@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from herald_common.push_overrides import OVERRIDE_FIELDS
 from herald_common.schemas import EmailContent, PushContent, SmsContent
 from herald_common.settings import CHANNELS as CHANNEL_NAMES
 
@@ -66,6 +67,12 @@ class ChannelSpec:
     # On the bulk lane, rendered once as a skeleton with per-recipient substitutions
     # (herald_common.substitution), so that many recipients share one content.
     substitutions: bool = False
+    # Content fields that are not templates: copied into the rendered message as given (push's FCM
+    # override blocks). The skeleton path carries templates only, so a channel has one or the other.
+    passthrough_fields: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        assert not (self.substitutions and self.passthrough_fields), self.name
 
     def addresses(self, to: WireRecipient | Any, contact: Contact | None) -> list[str]:
         """An inline address in the request wins; else the contact's addresses on this channel."""
@@ -93,6 +100,14 @@ def _email_fallback(settings: Any) -> dict[str, str]:
 
 def _sms_identity(tenant: Tenant) -> dict[str, str]:
     return {"from": tenant.sms_from} if tenant.sms_from else {}
+
+
+# The content key of a push message's FCM project (the tenant's; unset: the sender's HERALD_FCM_PROJECT_ID).
+FCM_PROJECT = "fcm_project"
+
+
+def _push_identity(tenant: Tenant) -> dict[str, str]:
+    return {FCM_PROJECT: tenant.fcm_project} if tenant.fcm_project else {}
 
 
 _SPECS = (
@@ -124,6 +139,8 @@ _SPECS = (
         recipient_field="push_token",
         contact_addresses=lambda c: [t.token for t in c.push_tokens],
         on_invalid_address="remove_push_token",
+        identity=_push_identity,
+        passthrough_fields=OVERRIDE_FIELDS,
     ),
 )
 
@@ -139,4 +156,4 @@ def spec(channel: str, channels: Mapping[str, ChannelSpec] = CHANNELS) -> Channe
         raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(channels)}") from None
 
 
-__all__ = ["CHANNELS", "CHANNEL_NAMES", "ChannelSpec", "TemplateField", "spec"]
+__all__ = ["CHANNELS", "CHANNEL_NAMES", "FCM_PROJECT", "ChannelSpec", "TemplateField", "spec"]

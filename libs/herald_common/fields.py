@@ -35,6 +35,10 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._
 ShortText = Annotated[str, StringConstraints(max_length=1000)]
 CancellationKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")]
 Category = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,63}$")]
+# A Google Cloud project id (6 to 30 lowercase letters, digits, hyphens; a letter first, no hyphen last),
+# optionally domain-scoped (example.com:project): the FCM project a tenant's push messages go to.
+FCM_PROJECT_PATTERN = r"^(?:[a-z0-9][a-z0-9.\-]{0,61}[a-z0-9]:)?[a-z][a-z0-9\-]{4,28}[a-z0-9]$"
+FcmProject = Annotated[str, StringConstraints(pattern=FCM_PROJECT_PATTERN)]
 _TZ = frozenset(available_timezones())
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 

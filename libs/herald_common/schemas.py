@@ -23,6 +23,7 @@ from herald_common.fields import (
     CancellationKey,
     Category,
     Email,
+    FcmProject,
     Identifier,
     JsonObject,
     Locale,
@@ -30,6 +31,7 @@ from herald_common.fields import (
     TimeZone,
     _one_of_present,
 )
+from herald_common.push_overrides import AndroidConfig, ApnsConfig, FcmOptions, WebpushConfig
 from herald_common.quiet_hours import QuietHours
 from herald_common.settings import CHANNELS, Channel, Lane
 
@@ -111,6 +113,11 @@ class PushContent(Strict):
     title: Annotated[str, StringConstraints(max_length=250)] | None = None
     body: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
     data: dict[str, str] = Field(default_factory=dict)
+    # FCM v1 override blocks, sent as given (herald_common.push_overrides).
+    android: AndroidConfig | None = Field(None, description="FCM v1 message.android, sent as given")
+    apns: ApnsConfig | None = Field(None, description="FCM v1 message.apns, sent as given")
+    webpush: WebpushConfig | None = Field(None, description="FCM v1 message.webpush, sent as given")
+    fcm_options: FcmOptions | None = Field(None, description="FCM v1 message.fcm_options, sent as given")
 
 
 class ChannelContent(Strict):
@@ -250,7 +257,10 @@ class TenantIn(Strict):
     email_from: Email | None = None
     email_from_name: Annotated[str, StringConstraints(max_length=200), HEADER_CHARS] | None = None
     sms_from: Annotated[str, StringConstraints(max_length=32), HEADER_CHARS] | None = None
-    fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
+    fcm_project: FcmProject | None = Field(
+        None,
+        description="the Firebase project this tenant's push messages are sent in (default: the sender's)",
+    )
     transactional_categories: list[Category] = Field(
         default_factory=list,
         max_length=50,
@@ -290,7 +300,10 @@ class TenantPatch(Strict):
     email_from: Email | None = None
     email_from_name: Annotated[str, StringConstraints(max_length=200), HEADER_CHARS] | None = None
     sms_from: Annotated[str, StringConstraints(max_length=32), HEADER_CHARS] | None = None
-    fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
+    fcm_project: FcmProject | None = Field(
+        None,
+        description="the Firebase project this tenant's push messages are sent in (default: the sender's)",
+    )
     transactional_categories: list[Category] | None = Field(None, max_length=50)
     rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
     rate_limit_burst: BurstSize | None = None
@@ -310,6 +323,8 @@ class TenantPatch(Strict):
 class Tenant(TenantIn):
     id: Identifier
     created_at: datetime
+    # Kept as stored: a value from before project ids were checked still reads (the sender refuses it).
+    fcm_project: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
 class ApiKeyIn(Strict):

@@ -23,9 +23,10 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 from jinja2 import Template, TemplateError
+from pydantic import TypeAdapter
 
 from herald_common.channels import CHANNELS, TemplateField
 from herald_common.schemas import ChannelContent, Contact, ContactIn, Tenant
@@ -61,7 +62,9 @@ _ENVS = {False: BudgetedEnvironment(autoescape=False), True: BudgetedEnvironment
 def _max_chars(channel: str, spec: TemplateField) -> int:
     if spec.mapping:
         return MAX_MAPPING_SOURCE_CHARS
-    prop = CHANNELS[channel].content_model.model_json_schema()["properties"][spec.name]
+    # The field's own schema (the model's would need the OpenAPI document's shared components).
+    field = CHANNELS[channel].content_model.model_fields[spec.name]
+    prop = TypeAdapter[Any](cast(Any, Annotated[cast(Any, field.annotation), field])).json_schema()
     for schema in [prop, *prop.get("anyOf", [])]:
         if "maxLength" in schema:
             return int(schema["maxLength"])
@@ -235,6 +238,10 @@ def render_channel(
     for spec in CHANNELS[channel].template_fields:
         if spec.mapping:
             rendered.setdefault(spec.name, {})
+    part = getattr(content, channel)
+    for name in CHANNELS[channel].passthrough_fields:
+        if (value := getattr(part, name, None)) is not None:
+            rendered[name] = value.model_dump(mode="json", exclude_none=True)
     return rendered
 
 

@@ -2,12 +2,17 @@
 
 Send: ``POST {base_url}/v1/projects/{project}/messages:send`` with ``Authorization: Bearer <access
 token>`` and ``{"message": {"token": ..., "notification": {"title", "body"}, "data": {str: str}}}``
-(``android``/``apns``/``webpush`` blocks in the content pass through). Success answers
+plus the content's ``android``/``apns``/``webpush``/``fcm_options`` blocks as given (validated at the
+API against FCM v1's field names and bounded in size: herald_common.push_overrides). Success answers
 ``{"name": "projects/<p>/messages/<id>"}``; that full name is the provider message id. Errors answer
 ``{"error": {"code", "message", "status", "details": [{"@type": ".../FcmError", "errorCode"}, ...]}}``.
 
 Message content keys: ``title``, ``body``, ``data`` (values that are not strings are sent as JSON
-text: FCM's data map only carries strings) and the optional platform blocks above.
+text: FCM's data map only carries strings), the optional platform blocks above, and ``fcm_project``:
+the tenant's Firebase project (its sender identity, ``tenant.fcm_project``), which names the URL's
+project; without it the sender's own (``HERALD_FCM_PROJECT_ID``, else the service account's). One
+service account sends in every project, so it needs FCM's sender role in each tenant's project; a
+project id that is not one is refused before any request (``invalid_fcm_project``).
 
 Access token (RFC 7523 JWT bearer grant): an RS256 JWT signed with the service account's private
 key, claims ``iss`` = client_email, ``scope`` = firebase.messaging, ``aud`` = token URL, ``iat``,
@@ -26,6 +31,7 @@ permanent (configuration); 429 / QUOTA_EXCEEDED → transient, ``throttled``, wi
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +45,8 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from herald_common.channels import FCM_PROJECT
+from herald_common.fields import FCM_PROJECT_PATTERN
 from herald_providers.base import (
     OutboundMessage,
     PermanentError,
@@ -63,6 +71,7 @@ GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _PASS_THROUGH = ("android", "apns", "webpush", "fcm_options")
+_PROJECT = re.compile(FCM_PROJECT_PATTERN)
 
 log = structlog.get_logger(__name__)
 
@@ -184,7 +193,8 @@ class FcmProvider(HttpProvider):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
-        self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
+        self.project_id = project_id
+        self._base_url = base_url.rstrip("/")
         self.tokens = AccessTokenSource(
             credentials, token_url=token_url, timeout_s=timeout_s, provider=name, clock=clock
         )
@@ -193,16 +203,26 @@ class FcmProvider(HttpProvider):
     async def send(self, msg: OutboundMessage) -> SendResult:
         if self._session is None:
             raise RuntimeError("FcmProvider.start() was not awaited")
+        url = self._url(msg.content.get(FCM_PROJECT) or self.project_id)
         body = orjson.dumps({"message": self._message(msg)})
         token = await self.tokens.token(self._session)
-        status, retry_after, payload = await self._post(body, token)
+        status, retry_after, payload = await self._post(url, body, token)
         if status == 401 and _fcm_code(payload) != "THIRD_PARTY_AUTH_ERROR":
             self.tokens.invalidate(token)
             token = await self.tokens.token(self._session)
-            status, retry_after, payload = await self._post(body, token)
+            status, retry_after, payload = await self._post(url, body, token)
         if status == 200 and isinstance(payload, dict) and isinstance(payload.get("name"), str):
             return SendResult(self.name, payload["name"])
         raise self._error(status, payload, retry_after, msg.to)
+
+    def _url(self, project: object) -> str:
+        if not isinstance(project, str) or not _PROJECT.match(project):
+            raise PermanentError(
+                "the tenant's fcm_project is not a Firebase project id",
+                code="invalid_fcm_project",
+                provider=self.name,
+            )
+        return f"{self._base_url}/v1/projects/{project}/messages:send"
 
     def _message(self, msg: OutboundMessage) -> dict[str, Any]:
         if not msg.to or any(c.isspace() for c in msg.to):
@@ -226,13 +246,11 @@ class FcmProvider(HttpProvider):
             raise PermanentError("push content is empty", code="invalid_content", provider=self.name)
         return message
 
-    async def _post(self, body: bytes, token: str) -> tuple[int, float | None, Any]:
+    async def _post(self, url: str, body: bytes, token: str) -> tuple[int, float | None, Any]:
         assert self._session is not None
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         with transport_errors(self.name):
-            async with self._session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout
-            ) as resp:
+            async with self._session.post(url, data=body, headers=headers, timeout=self._timeout) as resp:
                 raw = await resp.read()
                 return resp.status, parse_retry_after(resp.headers.get("Retry-After")), _json(raw)
 

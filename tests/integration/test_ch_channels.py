@@ -375,3 +375,90 @@ async def test_a_members_sms_arrive_in_the_order_sent_among_others(stack: Stack)
 
     await eventually(lambda: len(arrived()) == 5, timeout_s=20)
     assert arrived() == [f"order {i}" for i in range(0, 25, 5)]
+
+
+PUSH_BLOCKS = {
+    "android": {"priority": "HIGH", "ttl": "600s", "notification": {"channel_id": "rewards"}},
+    "apns": {"headers": {"apns-priority": "10"}, "payload": {"aps": {"sound": "default", "badge": 1}}},
+    "webpush": {"headers": {"Urgency": "high"}, "fcm_options": {"link": "https://cinema.example.com/r"}},
+}
+
+
+async def _push_to(stack: Stack, token: str, template: str, api_key: str | None = None) -> dict[str, Any]:
+    """Send template ``template`` to push token ``token``; the FCM request the peer took and the status."""
+    status, body = await stack.api.call(
+        "POST",
+        "/v1/notifications",
+        {"to": {"push_token": token}, "template_id": template, "data": {"film": "Dune", "seat": "F7"}},
+        token=api_key,
+    )
+    assert status == 202, body
+    doc: dict[str, Any] = {}
+
+    async def sent() -> bool:
+        nonlocal doc
+        _, doc = await stack.api.call("GET", f"/v1/notifications/{body['id']}", token=api_key)
+        return doc.get("channels", {}).get("push", {}).get("status") == "sent"
+
+    await eventually(sent, timeout_s=15)
+    [request] = [m for m in stack.peers.fcm.requests if m.get("token") == token]
+    return {"request": request, "status": doc}
+
+
+async def test_push_override_blocks_go_from_the_template_to_fcm_as_given(stack: Stack) -> None:
+    template = {"category": "transactional", "push": {**TEMPLATE["push"], **PUSH_BLOCKS}}
+    status, body = await stack.api.call("PUT", "/v1/templates/booked-push", template)
+    assert status == 200, body
+    _, stored = await stack.api.call("GET", "/v1/templates/booked-push")
+    assert {k: stored["push"][k] for k in PUSH_BLOCKS} == PUSH_BLOCKS
+
+    token = "fcm-blocks-" + unique()
+    sent = await _push_to(stack, token, "booked-push")
+
+    request = sent["request"]
+    assert {k: request[k] for k in PUSH_BLOCKS} == PUSH_BLOCKS
+    assert request["notification"] == {"title": "Booked", "body": "Dune, seat F7"}
+    # the tenant names no FCM project: the sender's (the service account's) is the URL's
+    assert sent["status"]["channels"]["push"]["provider_message_id"].startswith("projects/herald-dev/")
+
+
+async def test_push_override_blocks_fcm_would_refuse_are_422_at_the_api(stack: Stack) -> None:
+    bad = {"title": "t", "body": "b", "android": {"colour": "#ffffff"}, "apns": "high"}
+    status, body = await stack.api.call("PUT", "/v1/templates/bad-push", {"push": bad})
+    assert status == 422, body
+    fields = {e["field"] for e in body["errors"]}
+    assert {"push.android.colour", "push.apns"} <= fields, fields
+
+    huge = {"title": "t", "body": "b", "apns": {"payload": {"aps": {"alert": "x" * 5000}}}}
+    status, body = await stack.api.call(
+        "POST", "/v1/notifications", {"to": {"push_token": "fcm-" + unique()}, "content": {"push": huge}}
+    )
+    assert status == 422, body
+    assert any(e["field"].startswith("content.push.apns") for e in body["errors"]), body
+
+
+async def test_a_tenants_fcm_project_is_where_its_push_messages_are_sent(stack: Stack) -> None:
+    stack.peers.fcm.projects.add("cinema-north")
+    status, tenant = await stack.api.call(
+        "POST", "/admin/v1/tenants", {"name": "North", "fcm_project": "cinema-north"}, token=ADMIN_TOKEN
+    )
+    assert status == 201, tenant
+    assert tenant["fcm_project"] == "cinema-north"
+    status, key = await stack.api.call(
+        "POST", f"/admin/v1/tenants/{tenant['id']}/api-keys", {"name": "k"}, token=ADMIN_TOKEN
+    )
+    assert status == 201
+    assert (await stack.api.call("PUT", "/v1/templates/booked", TEMPLATE, token=key["api_key"]))[0] == 200
+
+    token = "fcm-north-" + unique()
+    sent = await _push_to(stack, token, "booked", api_key=key["api_key"])
+
+    [captured] = [m for m in stack.peers.fcm.messages if m["to"] == token]
+    assert captured["project"] == "cinema-north"
+    assert sent["status"]["channels"]["push"]["provider_message_id"].startswith("projects/cinema-north/")
+    assert "fcm_project" not in sent["request"]
+
+    status, body = await stack.api.call(
+        "PATCH", f"/admin/v1/tenants/{tenant['id']}", {"fcm_project": "../v1/x"}, token=ADMIN_TOKEN
+    )
+    assert status == 422 and body["errors"][0]["field"] == "fcm_project", body

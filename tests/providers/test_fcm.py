@@ -238,3 +238,88 @@ async def test_build_http_provider_reads_the_credentials_file(
 
     assert isinstance(await provider.send(push()), SendResult)  # project id from the key file
     assert peer.messages[0]["to"] == PUSH_TOKEN
+
+
+ANDROID = {"priority": "HIGH", "ttl": "600s", "notification": {"channel_id": "rewards", "color": "#ff8800"}}
+APNS = {"headers": {"apns-priority": "10"}, "payload": {"aps": {"sound": "default", "badge": 1}}}
+WEBPUSH = {"headers": {"Urgency": "high"}, "fcm_options": {"link": "https://cinema.example.com/r"}}
+
+
+async def test_platform_override_blocks_reach_fcm_as_given(setup: Setup) -> None:
+    rig = await setup()
+
+    await rig.provider.send(
+        push(android=ANDROID, apns=APNS, webpush=WEBPUSH, fcm_options={"analytics_label": "q4"})
+    )
+
+    [message] = rig.peer.requests
+    assert message["android"] == ANDROID and message["apns"] == APNS and message["webpush"] == WEBPUSH
+    assert message["fcm_options"] == {"analytics_label": "q4"}
+    assert message["notification"] == {"title": "Reward unlocked", "body": "Free popcorn!"}
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        {"android": {"colour": "#ffffff"}},
+        {"android": {"priority": "URGENT"}},
+        {"apns": {"aps": {}}},
+        {"webpush": {"data": {"n": 1}}},
+    ],
+)
+async def test_the_peer_refuses_override_blocks_as_fcm_does(setup: Setup, blocks: dict[str, Any]) -> None:
+    rig = await setup()
+
+    with pytest.raises(PermanentError) as info:
+        await rig.provider.send(push(**blocks))
+
+    assert info.value.code == "INVALID_ARGUMENT" and not info.value.invalid_recipient
+    assert rig.peer.messages == []
+
+
+async def test_the_tenants_fcm_project_is_the_url_path_and_the_sender_s_is_the_fallback(
+    serve: Serve, http_session: aiohttp.ClientSession, service_account: dict[str, Any]
+) -> None:
+    peer = FcmPeer([service_account], project_id="herald-dev", projects={"cinema-north"})
+    base_url = await serve(peer.app())
+    provider = FcmProvider(
+        project_id="herald-dev",
+        credentials=ServiceAccount.from_dict(service_account),
+        base_url=base_url,
+        token_url=f"{base_url}/token",
+        session=http_session,
+    )
+    await provider.start()
+
+    tenants = await provider.send(push(fcm_project="cinema-north"))
+    default = await provider.send(push())
+
+    assert tenants.provider_message_id and tenants.provider_message_id.startswith("projects/cinema-north/")
+    assert default.provider_message_id and default.provider_message_id.startswith("projects/herald-dev/")
+    assert [m["project"] for m in peer.messages] == ["cinema-north", "herald-dev"]
+    assert len(peer.token_requests) == 1  # one service account, one access token for both projects
+    assert all("fcm_project" not in m for m in peer.requests)  # identity is the path, not the message
+
+
+async def test_a_project_the_service_account_cannot_send_in_is_permanent(
+    serve: Serve, http_session: aiohttp.ClientSession, service_account: dict[str, Any]
+) -> None:
+    peer = FcmPeer([service_account], project_id="herald-dev")
+    base_url = await serve(peer.app())
+    provider = FcmProvider(
+        project_id="herald-dev",
+        credentials=ServiceAccount.from_dict(service_account),
+        base_url=base_url,
+        token_url=f"{base_url}/token",
+        session=http_session,
+    )
+    await provider.start()
+
+    with pytest.raises(PermanentError) as info:
+        await provider.send(push(fcm_project="cinema-south"))
+    assert not info.value.invalid_recipient  # configuration, not the member's token
+
+    with pytest.raises(PermanentError) as bad:
+        await provider.send(push(fcm_project="../../admin"))  # never put into the URL
+    assert bad.value.code == "invalid_fcm_project"
+    assert peer.messages == []

@@ -10,8 +10,14 @@ or ``{"error": "invalid_grant", "error_description"}``.
 ``{"message": {"token" | "topic" | "condition", "notification", "data": {str: str}, ...}}``; it
 answers ``{"name": "projects/<p>/messages/<id>"}`` or Google's error document with FCM details:
 404 NOT_FOUND / UNREGISTERED for tokens in ``faults.invalid``, 400 INVALID_ARGUMENT (with a
-``message.token`` field violation for a malformed token), 401 UNAUTHENTICATED, 403 for another
-project, 429 RESOURCE_EXHAUSTED / QUOTA_EXCEEDED, 500 INTERNAL, 503 UNAVAILABLE.
+``message.token`` field violation for a malformed token, or for an ``android``/``apns``/``webpush``/
+``fcm_options`` block that is not an object, names a field FCM v1 does not have, or gives a wrong
+priority, TTL or string map), 401 UNAUTHENTICATED, 403 for a project the service accounts may not send
+in (``project_id`` and ``projects``), 429 RESOURCE_EXHAUSTED / QUOTA_EXCEEDED, 500 INTERNAL,
+503 UNAVAILABLE. Each captured message records the project its URL named.
+
+The field names below are FCM's, written here from its reference on their own: the peer checks
+what Herald sends, so it does not share Herald's models.
 """
 
 from __future__ import annotations
@@ -35,6 +41,60 @@ FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _TOKEN = re.compile(r"^[A-Za-z0-9_:.\-]{8,4096}$")
 _RESERVED_DATA = re.compile(r"^(from|notification|message_type|google\..*|gcm\..*)$")
+# FCM v1 message blocks: their field names, and which of those are string maps.
+_BLOCKS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "android": (
+        frozenset(
+            {
+                "collapse_key",
+                "priority",
+                "ttl",
+                "restricted_package_name",
+                "data",
+                "notification",
+                "fcm_options",
+                "direct_boot_ok",
+            }
+        ),
+        frozenset({"data"}),
+    ),
+    "apns": (frozenset({"headers", "payload", "fcm_options"}), frozenset({"headers"})),
+    "webpush": (
+        frozenset({"headers", "data", "notification", "fcm_options"}),
+        frozenset({"headers", "data"}),
+    ),
+    "fcm_options": (frozenset({"analytics_label"}), frozenset()),
+}
+_ANDROID_NOTIFICATION = frozenset(
+    {
+        "title",
+        "body",
+        "icon",
+        "color",
+        "sound",
+        "tag",
+        "click_action",
+        "body_loc_key",
+        "body_loc_args",
+        "title_loc_key",
+        "title_loc_args",
+        "channel_id",
+        "ticker",
+        "sticky",
+        "event_time",
+        "local_only",
+        "notification_priority",
+        "default_sound",
+        "default_vibrate_timings",
+        "default_light_settings",
+        "vibrate_timings",
+        "visibility",
+        "notification_count",
+        "light_settings",
+        "image",
+    }
+)
+_DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
 _STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -120,12 +180,14 @@ class FcmPeer:
         accounts: list[dict[str, Any]],
         *,
         project_id: str = "herald-dev",
+        projects: set[str] | frozenset[str] = frozenset(),
         faults: FaultPlan | None = None,
         outbox: Outbox | None = None,
         token_ttl_s: int = 3600,
         keep: bool = True,
     ) -> None:
         self.project_id = project_id
+        self.projects = {project_id, *projects}  # where the service accounts may send
         self.faults = faults or FaultPlan()
         self.outbox = outbox
         self.token_ttl_s = token_ttl_s
@@ -219,7 +281,8 @@ class FcmPeer:
                 401,
                 "Request had invalid authentication credentials. Expected OAuth 2 access token.",
             )
-        if request.match_info["project"] != self.project_id:
+        project = request.match_info["project"]
+        if project not in self.projects:
             return google_error(403, "Permission 'cloudmessaging.messages.create' denied on resource.")
         try:
             body = orjson.loads(raw)
@@ -236,15 +299,16 @@ class FcmPeer:
         push_token = message.get("token")
         if push_token in self.faults.invalid:
             return google_error(404, "Requested entity was not found.", fcm_code="UNREGISTERED")
-        name = f"projects/{self.project_id}/messages/0:{time.time_ns() // 1000}%{secrets.token_hex(8)}"
-        self._capture(message, name)
+        name = f"projects/{project}/messages/0:{time.time_ns() // 1000}%{secrets.token_hex(8)}"
+        self._capture(message, name, project)
         self.faults.meter.record()
         return json_response({"name": name})
 
-    def _capture(self, message: dict[str, Any], name: str) -> None:
+    def _capture(self, message: dict[str, Any], name: str, project: str) -> None:
         notification = message.get("notification") or {}
         record = {
             "provider": self.provider,
+            "project": project,
             "to": message.get("token") or message.get("topic") or message.get("condition"),
             "title": notification.get("title"),
             "body": notification.get("body"),
@@ -289,6 +353,36 @@ def _validate(message: dict[str, Any]) -> web.Response | None:
         if _RESERVED_DATA.match(key):
             return google_error(
                 400, f"Invalid data payload key: {key}", fcm_code="INVALID_ARGUMENT", field="message.data"
+            )
+    for block, (names, string_maps) in _BLOCKS.items():
+        if block in message and (problem := _validate_block(block, message[block], names, string_maps)):
+            return google_error(400, problem, fcm_code="INVALID_ARGUMENT", field=f"message.{block}")
+    return None
+
+
+def _validate_block(block: str, value: Any, names: frozenset[str], string_maps: frozenset[str]) -> str | None:
+    """FCM's complaint about one override block, or None."""
+    where = f"message.{block}"
+    if not isinstance(value, dict):
+        return f"Invalid value at '{where}': expected an object."
+    for key, item in value.items():
+        if key not in names:
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+        if key in string_maps and (
+            not isinstance(item, dict) or not all(isinstance(v, str) for v in item.values())
+        ):
+            return f"Invalid value at '{where}.{key}': a map of strings."
+        if key in ("notification", "payload", "fcm_options") and not isinstance(item, dict):
+            return f"Invalid value at '{where}.{key}': expected an object."
+    if block == "android":
+        if value.get("priority", "NORMAL") not in ("NORMAL", "HIGH"):
+            return f"Invalid value at '{where}.priority' (type.googleapis.com/AndroidMessagePriority)"
+        if "ttl" in value and not (isinstance(value["ttl"], str) and _DURATION.match(value["ttl"])):
+            return f"Invalid value at '{where}.ttl' (type.googleapis.com/google.protobuf.Duration)"
+        unknown = set(value.get("notification") or {}) - _ANDROID_NOTIFICATION
+        if unknown:
+            return (
+                f"Invalid JSON payload received. Unknown name \"{min(unknown)}\" at '{where}.notification'."
             )
     return None
 
